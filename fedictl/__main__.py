@@ -1,0 +1,3 @@
+from fedictl.cli import main
+
+main()
