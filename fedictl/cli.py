@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from fedictl import __version__
 from fedictl.errors import FedictlError
+
+
+class _Failure(click.ClickException):
+    """A failure the user can act on (exit 1)."""
+
+    exit_code = 1
+
+
+class _BadInput(click.ClickException):
+    """Bad input: a value, file or combination that cannot be used (exit 2)."""
+
+    exit_code = 2
 
 
 class FedictlGroup(click.Group):
@@ -22,9 +33,8 @@ class FedictlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FedictlError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
-            raise error from exc
+            kind = _BadInput if exc.exit_code == 2 else _Failure
+            raise kind(str(exc)) from exc
 
 
 @click.group(cls=FedictlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
