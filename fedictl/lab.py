@@ -171,10 +171,9 @@ def parse_aliases(values: Iterable[str], names: Iterable[str]) -> dict[str, list
 # The machine's own apt mirror (never hard-coded: taken from its apt configuration)
 
 
-def _apt_sources() -> list[dict[str, str]]:
+def _apt_sources(root: Path) -> list[dict[str, str]]:
     """Entries of the machine's apt sources as dicts with Types/URIs/Suites/Components."""
     entries: list[dict[str, str]] = []
-    root = Path("/etc/apt")
     for path in sorted((root / "sources.list.d").glob("*.sources")):
         for stanza in path.read_text().split("\n\n"):
             entry: dict[str, str] = {}
@@ -199,11 +198,11 @@ def _apt_sources() -> list[dict[str, str]]:
     return entries
 
 
-def apt_mirrors() -> tuple[str, str | None]:
+def apt_mirrors(apt_root: Path = Path("/etc/apt")) -> tuple[str, str | None]:
     """(Debian mirror, security mirror or None) from FEDICTL_LAB_MIRROR/… or the machine's apt."""
     mirror = os.environ.get("FEDICTL_LAB_MIRROR")
     security = os.environ.get("FEDICTL_LAB_SECURITY_MIRROR")
-    for entry in _apt_sources():
+    for entry in _apt_sources(apt_root):
         if "deb" not in entry.get("Types", "").split():
             continue
         suites = entry.get("Suites", "").split()
@@ -529,6 +528,9 @@ class Lab:
         self.check_machine()
         with self.locked():
             existing = {h.name: h for h in self.hosts()}
+            for name in names:  # left behind by a run that ended (e.g. the machine rebooted)
+                if name in existing and not existing[name].running:
+                    self._destroy(existing.pop(name))
             taken = [n for n in names if n in existing]
             if taken:
                 raise UsageError(

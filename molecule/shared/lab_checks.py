@@ -1,0 +1,38 @@
+"""Checks every scenario's verifier shares (imported by the scenarios' testinfra tests).
+
+``check_mode_changes`` runs the scenario's converge playbook again with ``--check`` against the
+converged hosts and returns Ansible's own per-host statistics, read from the ``json`` stdout
+callback (never by matching text). A converged host must report ``changed == 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+
+def run_converge(*extra: str) -> dict[str, dict[str, int]]:
+    """Run converge.yml with extra ansible-playbook args; return the stats per host."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    env.pop("ANSIBLE_CALLBACK_RESULT_FORMAT", None)
+    playbook = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    argv = [
+        "ansible-playbook",
+        "--inventory",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        *extra,
+        str(playbook),
+    ]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"{argv} printed no JSON (rc={proc.returncode}): {proc.stderr}") from exc
+    stats: dict[str, dict[str, int]] = report["stats"]
+    return stats
+
+
+def check_mode_changes() -> dict[str, dict[str, int]]:
+    return run_converge("--check", "--diff")
