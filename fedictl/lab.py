@@ -470,9 +470,10 @@ class Lab:
             if self._proxy_pid() and _port_open(self.net.gateway, PROXY_PORT, 0.2):
                 return
             time.sleep(0.05)
+        log = self.proxy_dir / "log" / "apt-cacher.err"
         raise LabError(
-            f"the lab apt proxy (apt-cacher-ng) did not start on {self.net.gateway}:{PROXY_PORT}; "
-            f"log: {self.proxy_dir / 'log'}"
+            f"the lab apt proxy (apt-cacher-ng) did not start on {self.net.gateway}:{PROXY_PORT} "
+            f"(is another program using that port?); log {log}:\n{_tail(log)}"
         )
 
     def teardown_network(self) -> None:
@@ -480,6 +481,9 @@ class Lab:
         pid = self._proxy_pid()
         if pid:
             os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5  # let it free its port before a next `lab up`
+            while _pid_alive(pid, "apt-cacher-ng") and time.monotonic() < deadline:
+                time.sleep(0.05)
         (self.proxy_dir / "acng.pid").unlink(missing_ok=True)
         if self._guard_present():
             _run(["nft", "delete", "table", "inet", GUARD_TABLE], check=False)
