@@ -1,0 +1,326 @@
+"""Write an inventory directory from the model, and load one exactly as Ansible will.
+
+Loading uses ansible-core in-process: ``InventoryManager`` parses ``hosts.yml`` and
+``VariableManager`` merges ``group_vars``/``host_vars`` (vault files decrypted with the same
+password file ``deploy`` passes to ansible-playbook), so validate sees the values the playbooks
+will see, with Ansible's precedence. Each var file is also read on its own first, so a YAML or
+vault problem is reported against the file it is in, and so a finding can name the file a key
+comes from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleError
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultSecret
+from ansible.vars.manager import VariableManager
+
+from fedictl import paths
+from fedictl.errors import UsageError
+from fedictl.model import Organisation
+from fedictl.secrets import SPECS
+from fedictl.vault import write_vault
+
+HOSTS = "hosts.yml"
+MAIN = "group_vars/all/main.yml"
+VAULT = "group_vars/all/vault.yml"
+_VAR_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+HEADER = {
+    HOSTS: "# Hosts and their roles, written by `fedictl init`. Check edits: `fedictl validate`.\n",
+    MAIN: "# Organisation settings (docs/inventory.md). Check edits with `fedictl validate`.\n",
+}
+
+
+def check_name(name: str) -> None:
+    if not _NAME_RE.fullmatch(name):
+        raise UsageError(
+            f"inventory name {name!r} is not usable; fix: use lowercase letters, digits, '-' "
+            "and '_', starting with a letter or digit"
+        )
+
+
+def resolve(given: str) -> Path:
+    """The inventory directory for ``-i``: a directory, its hosts.yml, or inventories/NAME."""
+    path = Path(given)
+    if path.is_file() and path.name == HOSTS:
+        return path.parent
+    if path.is_dir():
+        return path
+    by_name = paths.project_root() / "inventories" / given
+    if "/" not in given and by_name.is_dir():
+        return by_name
+    raise UsageError(
+        f"inventory {given!r} not found; fix: pass the directory `fedictl init` wrote, "
+        "e.g. -i inventories/NAME"
+    )
+
+
+def default_password_file(name: str) -> Path:
+    return paths.config_dir() / "vault" / f"{name}.pass"
+
+
+def password_file_for(inventory: Path, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    default = default_password_file(inventory.resolve().name)
+    if default.is_file():
+        return default
+    raise UsageError(
+        f"no vault password file for {inventory}: {default} does not exist; "
+        "fix: pass --vault-password-file FILE"
+    )
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def vault_order(data: dict[str, Any]) -> dict[str, Any]:
+    """Vault keys in a stable order: generated secrets as listed in SPECS, then the rest sorted."""
+    known = [s.key for s in SPECS]
+    first = {k: data[k] for k in known if k in data}
+    return first | {k: data[k] for k in sorted(data) if k not in first}
+
+
+def write(
+    target: Path, org: Organisation, vault: dict[str, Any], secret: VaultSecret
+) -> list[Path]:
+    """Write hosts.yml, group_vars/all/main.yml and the encrypted vault; return the paths."""
+    written = []
+    for rel, data in ((HOSTS, org.hosts_yml()), (MAIN, org.main_yml())):
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(HEADER[rel] + _dump(data))
+        written.append(path)
+    write_vault(target / VAULT, vault_order(vault), secret)
+    written.append(target / VAULT)
+    return written
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: the file, the key path, what was found, and how to fix it."""
+
+    file: str
+    key: str
+    found: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: found {self.found}; fix: {self.fix}"
+
+
+@dataclass
+class VarFile:
+    scope: str  # "all", "group:<name>" or "host:<name>"
+    rel: str  # path relative to the inventory directory
+    keys: set[str]
+
+
+@dataclass
+class Inventory:
+    """An inventory as Ansible sees it, plus where each variable is defined."""
+
+    path: Path  # as the user gave it (used in messages)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> all its hosts
+    group_children: dict[str, list[str]] = field(default_factory=dict)
+    hostvars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    all_vars: dict[str, Any] = field(default_factory=dict)  # group_vars/all, merged
+    inventory_vars: set[str] = field(default_factory=set)  # host/group vars set in hosts.yml
+    files: list[VarFile] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # YAML, vault and parse problems
+
+    def file(self, rel: str) -> str:
+        return str(self.path / rel)
+
+    def source(self, key: str, host: str | None = None) -> str:
+        """The file defining top-level variable ``key`` for ``host`` (Ansible's precedence)."""
+        top = key.split(".", 1)[0].split("[", 1)[0]
+        host_groups = {g for g, members in self.groups.items() if host in members} - {"all"}
+        ranked: list[tuple[int, str]] = []
+        for f in self.files:
+            if top not in f.keys:
+                continue
+            if f.scope == "all":
+                ranked.append((1, f.rel))
+            elif f.scope.startswith("group:") and f.scope[6:] in host_groups:
+                ranked.append((2, f.rel))
+            elif f.scope == f"host:{host}":
+                ranked.append((3, f.rel))
+        if ranked:
+            return self.file(max(ranked)[1])
+        if top in self.inventory_vars:
+            return self.file(HOSTS)
+        return self.file(VAULT if top.startswith("vault_") else MAIN)
+
+
+def plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers and scalars as plain Python values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
+def _var_files(inv: Path) -> Iterator[tuple[str, Path]]:
+    """(scope, file) for every file Ansible's host_group_vars plugin would read."""
+    for kind, prefix in (("group_vars", "group"), ("host_vars", "host")):
+        base = inv / kind
+        if not base.is_dir():
+            continue
+        for entry in sorted(base.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            stem, ext = (entry.stem, entry.suffix) if entry.is_file() else (entry.name, "")
+            if ext not in _VAR_EXTENSIONS:
+                continue
+            scope = "all" if (kind, stem) == ("group_vars", "all") else f"{prefix}:{stem}"
+            if entry.is_file():
+                yield scope, entry
+            elif entry.is_dir():
+                for sub in sorted(entry.rglob("*")):
+                    if (
+                        sub.is_file()
+                        and sub.suffix in _VAR_EXTENSIONS
+                        and not sub.name.startswith(".")
+                    ):
+                        yield scope, sub
+
+
+def _loader(secret: VaultSecret | None) -> DataLoader:
+    loader = DataLoader()
+    if secret is not None:
+        loader.set_vault_secrets([("default", secret)])
+    return loader
+
+
+def _load_problem(inv: Inventory, rel: str, exc: Exception) -> Problem:
+    text = exc.message if isinstance(exc, AnsibleError) else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "vault" in text.lower() or "decrypt" in text.lower():
+        return Problem(
+            inv.file(rel),
+            "(whole file)",
+            f"a vault this password cannot decrypt ({first})",
+            "pass --vault-password-file naming the password file init wrote",
+        )
+    return Problem(inv.file(rel), "(whole file)", first, "correct the YAML syntax")
+
+
+def load(path: Path, secret: VaultSecret | None) -> Inventory:
+    """Load the inventory at ``path``. Problems are collected in ``Inventory.problems``."""
+    inv = Inventory(path=path)
+    hosts_file = path / HOSTS
+    if not hosts_file.is_file():
+        inv.problems.append(
+            Problem(
+                inv.file(HOSTS),
+                "(whole file)",
+                "nothing",
+                "run `fedictl init` or point -i at an inventory directory",
+            )
+        )
+        return inv
+    try:
+        raw = yaml.safe_load(hosts_file.read_text())
+    except yaml.YAMLError as exc:
+        inv.problems.append(
+            Problem(
+                inv.file(HOSTS),
+                "(whole file)",
+                f"invalid YAML ({' '.join(str(exc).split())})",
+                "correct the YAML syntax",
+            )
+        )
+        return inv
+    if not isinstance(raw, dict) or not isinstance(raw.get("all"), dict):
+        inv.problems.append(
+            Problem(
+                inv.file(HOSTS),
+                "all",
+                f"a {type(raw).__name__}",
+                "start hosts.yml with an `all:` mapping (docs/inventory.md)",
+            )
+        )
+        return inv
+
+    loader = _loader(secret)
+    for scope, file in _var_files(path):
+        rel = str(file.relative_to(path))
+        try:
+            data = loader.load_from_file(str(file), cache="none")
+        except (AnsibleError, UnicodeDecodeError) as exc:
+            inv.problems.append(_load_problem(inv, rel, exc))
+            continue
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            inv.problems.append(
+                Problem(
+                    inv.file(rel),
+                    "(whole file)",
+                    f"a {type(data).__name__}",
+                    "make the file a mapping of variable names to values",
+                )
+            )
+            continue
+        inv.files.append(VarFile(scope, rel, {str(k) for k in data}))
+        if scope == "all":
+            inv.all_vars.update(plain(data))
+    if inv.problems:
+        return inv
+
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(hosts_file)])
+        variables = VariableManager(loader=loader, inventory=manager)
+        for group in manager.groups.values():
+            inv.groups[group.name] = sorted(h.name for h in group.get_hosts())
+            inv.group_children[group.name] = sorted(g.name for g in group.child_groups)
+            inv.inventory_vars.update(str(k) for k in group.get_vars())
+        for host in manager.get_hosts():
+            inv.inventory_vars.update(str(k) for k in host.get_vars())
+            inv.hostvars[host.name] = plain(variables.get_vars(host=host, include_hostvars=False))
+    except AnsibleError as exc:
+        inv.problems.append(_load_problem(inv, HOSTS, exc))
+    return inv
+
+
+def from_model(path: Path, org: Organisation, vault: dict[str, Any]) -> Inventory:
+    """The Inventory that ``write`` followed by ``load`` yields, built without touching disk.
+
+    ``init`` validates this before writing anything, with the same checks ``validate`` runs.
+    """
+    main = org.main_yml()
+    fediverse = org.hosts_yml()["all"]["children"]["fediverse"]
+    inv = Inventory(path=path, all_vars=main | vault)
+    inv.files = [VarFile("all", MAIN, set(main)), VarFile("all", VAULT, set(vault))]
+    inv.inventory_vars = {"ansible_host", "ansible_user", "ansible_port"}
+    names = list(fediverse["hosts"])
+    inv.groups = {"all": sorted(names), "fediverse": sorted(names)}
+    for group, data in fediverse["children"].items():
+        inv.groups[group] = sorted(data.get("hosts", {}))
+    for name, connection in fediverse["hosts"].items():
+        inv.hostvars[name] = main | vault | connection
+    return inv

@@ -1,0 +1,365 @@
+"""The organisation's Fediverse presence, and its conversion to Ansible inventory data.
+
+An answers file (or the equivalent flags and prompts) uses the same keys as the inventory's
+``group_vars/all/main.yml`` without the ``fedictl_`` prefix, plus ``servers`` and ``placement``
+(which become ``hosts.yml``) and the two secrets the organisation provides (``smtp.password``,
+``s3.secret_access_key``, which go to the vault). See docs/inventory.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from fedictl.errors import ValidationError
+
+APPS = ("mastodon", "peertube", "pixelfed")
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# Host groups of hosts.yml, all children of ``fediverse``. ``web`` is the reverse proxy.
+GROUPS = ("database", "cache", "web", *APPS, "workers")
+ROLES = ("database", "cache", "web", "app", "workers")
+
+
+@dataclass
+class Server:
+    name: str
+    address: str
+    user: str = "root"
+    port: int = 22
+
+
+@dataclass
+class Mastodon:
+    local_domain: str = ""  # the handle domain: can never change after the first deploy
+    web_domain: str = ""  # optional: where the web UI is served, if not local_domain
+    version: str = "v4.6.5"
+    db_name: str = "mastodon_production"
+    db_user: str = "mastodon"
+    redis_db: int = 1
+    web_port: int = 3000
+    streaming_port: int = 4000
+
+
+@dataclass
+class PeerTube:
+    domain: str = ""
+    version: str = "v8.2.1"
+    db_name: str = "peertube_prod"
+    db_user: str = "peertube"
+    redis_db: int = 2
+    port: int = 9000
+
+
+@dataclass
+class Pixelfed:
+    domain: str = ""
+    # v0.12.6 is the newest release the upstream facts were checked against (later tags exist).
+    version: str = "v0.12.6"
+    db_name: str = "pixelfed"
+    db_user: str = "pixelfed"
+    # Laravel uses three Redis databases: default (cache, queue), session, pulse.
+    redis_db: int = 3
+    redis_db_session: int = 4
+    redis_db_pulse: int = 5
+
+
+APP_CLASSES: dict[str, type[Mastodon | PeerTube | Pixelfed]] = {
+    "mastodon": Mastodon,
+    "peertube": PeerTube,
+    "pixelfed": Pixelfed,
+}
+
+
+@dataclass
+class Smtp:
+    host: str = ""
+    port: int = 587
+    user: str = ""
+    password: str = ""  # secret: written to the vault as vault_smtp_password
+    from_address: str = ""
+    tls: str = "starttls"  # starttls (port 587) | tls (implicit TLS, port 465) | none
+
+
+@dataclass
+class Acme:
+    email: str = ""
+    directory_url: str = LETSENCRYPT
+
+
+@dataclass
+class Retention:
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 12
+
+
+@dataclass
+class Backup:
+    repository: str = ""  # a restic repository URL, e.g. sftp:backup@host:/srv/restic/org
+    retention: Retention = field(default_factory=Retention)
+
+
+@dataclass
+class S3:
+    enabled: bool = False
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""  # secret: written to the vault as vault_s3_secret_access_key
+
+
+@dataclass
+class Placement:
+    """Host name per role; per-app keys override ``app`` for that app."""
+
+    database: str = ""
+    cache: str = ""
+    web: str = ""
+    app: str = ""
+    workers: str = ""
+    mastodon: str = ""
+    peertube: str = ""
+    pixelfed: str = ""
+
+
+@dataclass
+class Organisation:
+    org_name: str
+    admin_email: str
+    servers: list[Server]
+    apps: dict[str, Mastodon | PeerTube | Pixelfed]
+    placement: Placement = field(default_factory=Placement)
+    smtp: Smtp = field(default_factory=Smtp)
+    acme: Acme = field(default_factory=Acme)
+    backup: Backup = field(default_factory=Backup)
+    s3: S3 = field(default_factory=S3)
+
+    def host_for(self, role: str) -> str:
+        """The server holding ``role`` (a ROLES entry or an app name); default the first."""
+        chosen = str(getattr(self.placement, role, ""))
+        if not chosen and role in APPS:
+            chosen = self.placement.app
+        return chosen or self.servers[0].name
+
+    # --- inventory data -----------------------------------------------------------------------
+
+    def hosts_yml(self) -> dict[str, Any]:
+        hosts = {
+            s.name: {"ansible_host": s.address, "ansible_user": s.user, "ansible_port": s.port}
+            for s in self.servers
+        }
+        children: dict[str, Any] = {}
+        for group in GROUPS:
+            role = "app" if group in APPS else group
+            if group in APPS and group not in self.apps:
+                children[group] = {}
+                continue
+            children[group] = {"hosts": {self.host_for(group if group in APPS else role): {}}}
+        return {"all": {"children": {"fediverse": {"hosts": hosts, "children": children}}}}
+
+    def main_yml(self) -> dict[str, Any]:
+        apps: dict[str, Any] = {}
+        for name, cls in APP_CLASSES.items():
+            settings = self.apps.get(name) or cls()
+            apps[name] = {"enabled": name in self.apps, **dataclasses.asdict(settings)}
+        smtp = dataclasses.asdict(self.smtp)
+        del smtp["password"]
+        s3 = dataclasses.asdict(self.s3)
+        del s3["secret_access_key"]
+        return {
+            "fedictl_org_name": self.org_name,
+            "fedictl_admin_email": self.admin_email,
+            "fedictl_apps": apps,
+            "fedictl_smtp": smtp,
+            "fedictl_acme": dataclasses.asdict(self.acme),
+            "fedictl_backup": dataclasses.asdict(self.backup),
+            "fedictl_s3": s3,
+        }
+
+    def provided_secrets(self) -> dict[str, str]:
+        return {
+            "vault_smtp_password": self.smtp.password,
+            "vault_s3_secret_access_key": self.s3.secret_access_key,
+        }
+
+
+# --- answers → model ---------------------------------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Collector:
+    """Collects every problem in the answers, so the user sees them all at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, key: str, found: str, fix: str) -> None:
+        self.problems.append(f"{self.source}: {key}: found {found}; fix: {fix}")
+
+    def build(self, cls: type[Any], data: object, key: str, secret: tuple[str, ...] = ()) -> Any:
+        """A ``cls`` from mapping ``data``; scalar fields coerced, unknown keys reported."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            self.add(key, type(data).__name__, f"make {key} a mapping of its settings")
+            return cls()
+        hints = get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            sub = f"{key}.{name}"
+            if name not in names:
+                self.add(sub, "an unknown key", f"remove it; known keys: {', '.join(names)}")
+                continue
+            shown = "a value" if name in secret else _describe(value)
+            hint = hints[name]
+            if dataclasses.is_dataclass(hint):
+                values[name] = self.build(hint, value, sub)  # type: ignore[arg-type]
+            elif hint is bool:
+                if isinstance(value, bool):
+                    values[name] = value
+                else:
+                    self.add(sub, shown, "write true or false")
+            elif hint is int:
+                if isinstance(value, int) and not isinstance(value, bool):
+                    values[name] = value
+                elif isinstance(value, str) and value.strip().isdigit():
+                    values[name] = int(value)
+                else:
+                    self.add(sub, shown, "write a whole number")
+            elif value is None:
+                values[name] = ""
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                values[name] = str(value)
+            else:
+                self.add(sub, shown, "write a single text value")
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in values
+        ]
+        for name in missing:
+            if name not in data:
+                self.add(f"{key}.{name}", "nothing", f"set {key}.{name}")
+            values[name] = ""
+        return cls(**values)
+
+
+_TOP_KEYS = (
+    "org_name",
+    "admin_email",
+    "apps",
+    "servers",
+    "placement",
+    "smtp",
+    "acme",
+    "backup",
+    "s3",
+)
+
+
+def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organisation:
+    """Build the model from answers (file, flags or prompts merged). Raises ValidationError.
+
+    Only shape and types are checked here; ``fedictl.validate`` checks the meaning (domains,
+    e-mails, collisions, ...) on the inventory data, so init and validate agree.
+    """
+    c = _Collector(source)
+    for key in answers:
+        if key not in _TOP_KEYS:
+            c.add(str(key), "an unknown key", f"remove it; known keys: {', '.join(_TOP_KEYS)}")
+
+    def text(key: str) -> str:
+        value = answers.get(key)
+        if value is None:
+            c.add(key, "nothing", f"set {key}")
+            return ""
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        c.add(key, _describe(value), "write a single text value")
+        return ""
+
+    org_name, admin_email = text("org_name"), text("admin_email")
+
+    apps: dict[str, Mastodon | PeerTube | Pixelfed] = {}
+    raw_apps = answers.get("apps")
+    if isinstance(raw_apps, list):  # a plain list of app names, each with defaults
+        raw_apps = {name: {} for name in raw_apps if isinstance(name, str)}
+    if not isinstance(raw_apps, Mapping) or not raw_apps:
+        c.add(
+            "apps",
+            _describe(raw_apps) if raw_apps else "nothing",
+            f"enable at least one of {', '.join(APPS)} with its domain",
+        )
+        raw_apps = {}
+    for name, settings in raw_apps.items():
+        if name not in APP_CLASSES:
+            c.add(f"apps.{name}", "an unknown app", f"use one of {', '.join(APPS)}")
+            continue
+        apps[name] = c.build(APP_CLASSES[name], settings, f"apps.{name}")
+
+    servers: list[Server] = []
+    raw_servers = answers.get("servers")
+    if not isinstance(raw_servers, list) or not raw_servers:
+        c.add(
+            "servers",
+            _describe(raw_servers) if raw_servers else "nothing",
+            "list at least one server with name and address",
+        )
+        raw_servers = []
+    for index, raw in enumerate(raw_servers):
+        servers.append(c.build(Server, raw, f"servers[{index}]"))
+    if not servers:
+        servers = [Server(name="", address="")]
+
+    org = Organisation(
+        org_name=org_name,
+        admin_email=admin_email,
+        servers=servers,
+        apps=apps,
+        placement=c.build(Placement, answers.get("placement"), "placement"),
+        smtp=c.build(Smtp, answers.get("smtp"), "smtp", secret=("password",)),
+        acme=c.build(Acme, answers.get("acme"), "acme"),
+        backup=c.build(Backup, answers.get("backup"), "backup"),
+        s3=c.build(S3, answers.get("s3"), "s3", secret=("secret_access_key",)),
+    )
+    names = [s.name for s in servers]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            c.add(f"servers[{index}].name", repr(name) + " twice", "give each server its own name")
+    for role in (f.name for f in dataclasses.fields(Placement)):
+        chosen = getattr(org.placement, role)
+        if chosen and chosen not in names:
+            c.add(
+                f"placement.{role}",
+                f"{_describe(chosen)}, not a server name",
+                f"use one of {', '.join(map(repr, names))}",
+            )
+    if not org.acme.email:
+        org.acme.email = org.admin_email
+    if c.problems:
+        raise ValidationError(c.problems)
+    return org
+
+
+def answers_key(inventory_key: str) -> str:
+    """The answers key for an inventory key path (``fedictl_smtp.port`` → ``smtp.port``)."""
+    special = {
+        "vault_smtp_password": "smtp.password",
+        "vault_s3_secret_access_key": "s3.secret_access_key",
+    }
+    if inventory_key in special:
+        return special[inventory_key]
+    if inventory_key.startswith("fedictl_apps."):
+        return "apps." + inventory_key.removeprefix("fedictl_apps.")
+    return inventory_key.removeprefix("fedictl_")

@@ -1,0 +1,528 @@
+"""Check a loaded inventory against fedictl's schema; return every problem at once.
+
+Each problem names the file, the key path, what was found and how to fix it. Secret values are
+never shown: a finding about a secret describes its length or shape only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from fedictl import secrets, vault
+from fedictl.errors import FedictlError
+from fedictl.inventory import HOSTS, VAULT, Inventory, Problem, load, password_file_for
+from fedictl.model import APP_CLASSES, APPS, GROUPS
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_RE = re.compile(rf"(?=.{{4,253}}$)(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@" + _DOMAIN_RE.pattern)
+_VERSION_RE = re.compile(r"v\d{1,4}\.\d{1,4}\.\d{1,4}(?:-(?:rc|beta|alpha)\.?\d{0,3})?")
+_PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+_RESTIC_RE = re.compile(r"(?:/\S+|(?:sftp|rest|s3|b2|azure|gs|swift|rclone):\S+)")
+_URL_RE = re.compile(r"https://(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:/\S*)?")
+SMTP_TLS = ("starttls", "tls", "none")
+REDIS_DBS = 16  # redis.conf `databases 16`
+_APP_PORTS = {"mastodon": ("web_port", "streaming_port"), "peertube": ("port",)}
+_APP_REDIS = {
+    "mastodon": ("redis_db",),
+    "peertube": ("redis_db",),
+    "pixelfed": ("redis_db", "redis_db_session", "redis_db_pulse"),
+}
+_APP_DOMAINS = {
+    "mastodon": ("local_domain", "web_domain"),
+    "peertube": ("domain",),
+    "pixelfed": ("domain",),
+}
+_SMTP_KEYS = ("host", "port", "user", "from_address", "tls")
+_ACME_KEYS = ("email", "directory_url")
+_S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
+_FIX_SECRET = "run `fedictl secrets ensure -i INVENTORY` to generate it"  # noqa: S105 - advice, not a secret
+
+
+def describe(value: object) -> str:
+    if value is None or value == "":
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_domain(value: object) -> bool:
+    return isinstance(value, str) and bool(_DOMAIN_RE.fullmatch(value))
+
+
+def is_email(value: object) -> bool:
+    return isinstance(value, str) and bool(_EMAIL_RE.fullmatch(value))
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(_DOMAIN_RE.fullmatch(value.lower())) or bool(_HOSTNAME_RE.fullmatch(value))
+    return True
+
+
+class _Checker:
+    def __init__(self, inv: Inventory, host: str | None, variables: dict[str, Any]) -> None:
+        self.inv = inv
+        self.host = host
+        self.vars = variables
+        self.problems: list[Problem] = []
+
+    def add(self, key: str, found: str, fix: str, file: str | None = None) -> None:
+        self.problems.append(Problem(file or self.inv.source(key, self.host), key, found, fix))
+
+    def mapping(
+        self, key: str, value: object, known: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``value`` if it is a mapping (reporting unknown keys), else report and return {}."""
+        if value is None:
+            self.add(key, "nothing", "set it (see docs/inventory.md)")
+            return {}
+        if not isinstance(value, dict):
+            self.add(
+                key, f"a {type(value).__name__}", "make it a mapping (see docs/inventory.md)"
+            )
+            return {}
+        if known is not None:
+            allowed = list(known)
+            for extra in sorted(set(value) - set(allowed), key=str):
+                self.add(
+                    f"{key}.{extra}",
+                    "an unknown key",
+                    f"remove it or correct its spelling; known: {', '.join(allowed)}",
+                )
+        return value
+
+    def text(self, key: str, value: object, ok: Callable[[object], bool], what: str) -> None:
+        if not ok(value):
+            self.add(key, describe(value), f"set it to {what}")
+
+    def integer(self, key: str, value: object, low: int, high: int) -> int | None:
+        number = _int(value)
+        if number is None or not low <= number <= high:
+            self.add(key, describe(value), f"set it to a whole number from {low} to {high}")
+            return None
+        return number
+
+    # --- settings -----------------------------------------------------------------------------
+
+    def settings(self) -> None:
+        v = self.vars
+        self.text(
+            "fedictl_org_name",
+            v.get("fedictl_org_name"),
+            lambda x: isinstance(x, str) and bool(x.strip()),
+            "the organisation's name",
+        )
+        self.text(
+            "fedictl_admin_email",
+            v.get("fedictl_admin_email"),
+            is_email,
+            "an e-mail address like admin@example.org",
+        )
+        apps = self.apps()
+        self.smtp()
+        self.acme()
+        self.backup()
+        self.s3()
+        self.secrets(apps)
+
+    def apps(self) -> dict[str, dict[str, Any]]:
+        raw = self.mapping("fedictl_apps", self.vars.get("fedictl_apps"))
+        enabled: dict[str, dict[str, Any]] = {}
+        for name in sorted(raw, key=str):
+            if name not in APPS:
+                self.add(
+                    f"fedictl_apps.{name}",
+                    "an unknown app",
+                    f"remove it; fedictl deploys only {', '.join(APPS)}",
+                )
+                continue
+            key = f"fedictl_apps.{name}"
+            known = ["enabled", *APP_CLASSES[name].__dataclass_fields__]
+            settings = self.mapping(key, raw[name], known)
+            flag = settings.get("enabled", False)
+            if not isinstance(flag, bool):
+                self.add(f"{key}.enabled", describe(flag), "write true or false")
+            elif flag:
+                enabled[name] = settings
+        if raw and not enabled:
+            self.add(
+                "fedictl_apps",
+                "no enabled app",
+                f"set enabled: true for at least one of {', '.join(APPS)}",
+            )
+        for name, settings in enabled.items():
+            self.app(name, settings)
+        self.collisions(enabled)
+        return enabled
+
+    def app(self, name: str, s: dict[str, Any]) -> None:
+        key = f"fedictl_apps.{name}"
+        for field in _APP_DOMAINS[name]:
+            value = s.get(field)
+            if field == "web_domain" and value in (None, ""):
+                continue
+            self.text(
+                f"{key}.{field}",
+                value,
+                is_domain,
+                "a lowercase domain name like social.example.org",
+            )
+        if (
+            name == "mastodon"
+            and s.get("web_domain")
+            and s.get("web_domain") == s.get("local_domain")
+        ):
+            self.add(
+                f"{key}.web_domain",
+                "the same domain as local_domain",
+                "leave web_domain empty when the web UI is served on local_domain",
+            )
+        default = APP_CLASSES[name]().version
+        self.text(
+            f"{key}.version",
+            s.get("version"),
+            lambda x: isinstance(x, str) and bool(_VERSION_RE.fullmatch(x)),
+            f"a release tag like {default} (not a branch name)",
+        )
+        for field in ("db_name", "db_user"):
+            self.text(
+                f"{key}.{field}",
+                s.get(field),
+                lambda x: isinstance(x, str) and bool(_PG_NAME_RE.fullmatch(x)),
+                "a PostgreSQL name: lowercase letters, digits and '_'",
+            )
+        for field in _APP_REDIS[name]:
+            self.integer(f"{key}.{field}", s.get(field), 0, REDIS_DBS - 1)
+        for field in _APP_PORTS.get(name, ()):
+            self.integer(f"{key}.{field}", s.get(field), 1024, 65535)
+
+    def collisions(self, enabled: dict[str, dict[str, Any]]) -> None:
+        """Domains, DB names/users and Redis DBs are shared namespaces; ports are per host."""
+        spaces: dict[str, tuple[dict[str, tuple[str, ...]], str]] = {
+            "domain": (_APP_DOMAINS, "give each app its own domain"),
+            "database name": ({a: ("db_name",) for a in APPS}, "give each app its own db_name"),
+            "database user": ({a: ("db_user",) for a in APPS}, "give each app its own db_user"),
+            "Redis database": (_APP_REDIS, f"give each app its own numbers (0..{REDIS_DBS - 1})"),
+        }
+        for what, (fields, fix) in spaces.items():
+            seen: dict[object, str] = {}
+            for app in sorted(enabled):
+                for field in fields.get(app, ()):
+                    value = enabled[app].get(field)
+                    if value in (None, "") or isinstance(value, (dict, list, bool)):
+                        continue
+                    key = f"fedictl_apps.{app}.{field}"
+                    if value in seen:
+                        self.add(key, f"{what} {describe(value)} also used by {seen[value]}", fix)
+                    else:
+                        seen[value] = f"{app}.{field}"
+        if self.host is not None:
+            self.ports(enabled)
+
+    def ports(self, enabled: dict[str, dict[str, Any]]) -> None:
+        groups = {g for g, members in self.inv.groups.items() if self.host in members}
+        taken: dict[int, str] = {80: "the reverse proxy (HTTP)", 443: "the reverse proxy (HTTPS)"}
+        if "database" in groups:
+            taken[5432] = "PostgreSQL"
+        if "cache" in groups:
+            taken[6379] = "Redis"
+        ssh = _int(self.vars.get("ansible_port"))
+        if ssh is not None:
+            taken[ssh] = "SSH (ansible_port)"
+        for app in sorted(enabled):
+            if app not in groups:
+                continue
+            for field in _APP_PORTS.get(app, ()):
+                port = _int(enabled[app].get(field))
+                if port is None:
+                    continue
+                key = f"fedictl_apps.{app}.{field}"
+                if port in taken:
+                    self.add(
+                        key,
+                        f"port {port} already used on host {self.host} by {taken[port]}",
+                        "choose a free port from 1024 to 65535",
+                    )
+                else:
+                    taken[port] = f"{app}.{field}"
+
+    def smtp(self) -> None:
+        s = self.mapping("fedictl_smtp", self.vars.get("fedictl_smtp"), _SMTP_KEYS)
+        if not s:
+            return
+        self.text(
+            "fedictl_smtp.host",
+            s.get("host"),
+            _is_address,
+            "the SMTP server's host name or IP address",
+        )
+        self.integer("fedictl_smtp.port", s.get("port"), 1, 65535)
+        self.text(
+            "fedictl_smtp.from_address",
+            s.get("from_address"),
+            is_email,
+            "the sender address, e.g. notifications@example.org",
+        )
+        self.text(
+            "fedictl_smtp.tls",
+            s.get("tls"),
+            lambda x: x in SMTP_TLS,
+            f"one of {', '.join(SMTP_TLS)}",
+        )
+        user = s.get("user")
+        if user is not None and not isinstance(user, str):
+            self.add("fedictl_smtp.user", describe(user), "write the SMTP login as text, or ''")
+            return
+        password = self.vars.get("vault_smtp_password")
+        if user and secrets.is_missing(password):
+            self.add(
+                "vault_smtp_password",
+                "nothing",
+                "set the SMTP password for fedictl_smtp.user with `ansible-vault edit`",
+            )
+        elif not user and not secrets.is_missing(password):
+            self.add(
+                "fedictl_smtp.user",
+                "nothing while vault_smtp_password is set",
+                "set the SMTP login, or empty vault_smtp_password for an open relay",
+            )
+
+    def acme(self) -> None:
+        a = self.mapping("fedictl_acme", self.vars.get("fedictl_acme"), _ACME_KEYS)
+        if not a:
+            return
+        self.text(
+            "fedictl_acme.email",
+            a.get("email"),
+            is_email,
+            "the e-mail address for certificate expiry notices",
+        )
+        self.text(
+            "fedictl_acme.directory_url",
+            a.get("directory_url"),
+            lambda x: isinstance(x, str) and bool(_URL_RE.fullmatch(x)),
+            "an https:// ACME directory URL (default Let's Encrypt production)",
+        )
+
+    def backup(self) -> None:
+        b = self.mapping(
+            "fedictl_backup", self.vars.get("fedictl_backup"), ("repository", "retention")
+        )
+        if not b:
+            return
+        self.text(
+            "fedictl_backup.repository",
+            b.get("repository"),
+            lambda x: isinstance(x, str) and bool(_RESTIC_RE.fullmatch(x)),
+            "a restic repository, e.g. sftp:user@host:/srv/restic/org or s3:https://...",
+        )
+        r = self.mapping(
+            "fedictl_backup.retention", b.get("retention"), ("daily", "weekly", "monthly")
+        )
+        counts = [
+            self.integer(f"fedictl_backup.retention.{k}", r.get(k), 0, 10000)
+            for k in ("daily", "weekly", "monthly")
+            if r
+        ]
+        if r and all(c == 0 for c in counts):
+            self.add(
+                "fedictl_backup.retention",
+                "0 snapshots kept",
+                "keep at least one daily, weekly or monthly snapshot",
+            )
+
+    def s3(self) -> None:
+        s = self.mapping("fedictl_s3", self.vars.get("fedictl_s3"), _S3_KEYS)
+        enabled = s.get("enabled", False)
+        if not isinstance(enabled, bool):
+            self.add("fedictl_s3.enabled", describe(enabled), "write true or false")
+            return
+        if not enabled:
+            return
+        self.text(
+            "fedictl_s3.endpoint",
+            s.get("endpoint"),
+            lambda x: isinstance(x, str) and bool(_URL_RE.fullmatch(x)),
+            "the provider's https:// endpoint URL",
+        )
+        self.text(
+            "fedictl_s3.bucket",
+            s.get("bucket"),
+            lambda x: isinstance(x, str) and bool(_BUCKET_RE.fullmatch(x)),
+            "a bucket name (3..63 lowercase letters, digits, '.' and '-')",
+        )
+        self.text(
+            "fedictl_s3.region",
+            s.get("region"),
+            lambda x: isinstance(x, str) and bool(_REGION_RE.fullmatch(x)),
+            "the region, e.g. us-east-1",
+        )
+        self.text(
+            "fedictl_s3.access_key_id",
+            s.get("access_key_id"),
+            lambda x: isinstance(x, str) and bool(x.strip()),
+            "the access key id",
+        )
+        if secrets.is_missing(self.vars.get("vault_s3_secret_access_key")):
+            self.add(
+                "vault_s3_secret_access_key",
+                "nothing",
+                "set the S3 secret access key with `ansible-vault edit`",
+            )
+
+    def secrets(self, apps: dict[str, dict[str, Any]]) -> None:
+        for spec in secrets.required(set(apps)):
+            value = self.vars.get(spec.key)
+            if secrets.is_missing(value):
+                self.add(spec.key, "nothing", _FIX_SECRET)
+            elif not isinstance(value, str):
+                self.add(spec.key, f"a {type(value).__name__}", f"make it {spec.format}")
+            elif (wrong := spec.check(value)) is not None:
+                self.add(
+                    spec.key,
+                    wrong,
+                    f"make it {spec.format}; changing a deployed one "
+                    "loses data, so restore the old value if it was overwritten",
+                )
+        if "mastodon" in apps:
+            private = self.vars.get("vault_mastodon_vapid_private_key")
+            public = self.vars.get("vault_mastodon_vapid_public_key")
+            if isinstance(private, str) and isinstance(public, str) and private and public:
+                mismatch = secrets.vapid_pair_problem(private, public)
+                if mismatch:
+                    self.add(
+                        "vault_mastodon_vapid_public_key",
+                        mismatch,
+                        "restore the pair that was generated together",
+                    )
+
+    # --- hosts --------------------------------------------------------------------------------
+
+    def connection(self) -> None:
+        hosts_file = self.inv.file(HOSTS)
+        host = self.host
+        if not _HOSTNAME_RE.fullmatch(str(host)):
+            self.add(
+                f"hosts.{host}",
+                "an unusable host name",
+                "use letters, digits, '.', '-' and '_'",
+                hosts_file,
+            )
+        for var, ok, what in (
+            ("ansible_host", _is_address, "the server's IP address or DNS name"),
+            (
+                "ansible_user",
+                lambda x: isinstance(x, str) and bool(_USER_RE.fullmatch(x)),
+                "the SSH login user, e.g. root or debian",
+            ),
+        ):
+            value = self.vars.get(var)
+            if not ok(value):
+                self.add(
+                    f"hosts.{host}.{var}",
+                    describe(value),
+                    f"set {var} to {what}",
+                    self.inv.source(var, host),
+                )
+        port = self.vars.get("ansible_port", 22)
+        if _int(port) is None or not 1 <= port <= 65535:
+            self.add(
+                f"hosts.{host}.ansible_port",
+                describe(port),
+                "set ansible_port to the SSH port (1..65535)",
+                self.inv.source("ansible_port", host),
+            )
+
+
+def _groups(inv: Inventory, enabled: Iterable[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    hosts_file = inv.file(HOSTS)
+    if "fediverse" not in inv.groups:
+        problems.append(
+            Problem(
+                hosts_file,
+                "all.children.fediverse",
+                "nothing",
+                "define the fediverse group with its children (docs/inventory.md)",
+            )
+        )
+    needed = [g for g in GROUPS if g not in APPS] + [a for a in APPS if a in enabled]
+    for group in needed:
+        if not inv.groups.get(group):
+            what = "the app" if group in APPS else "this role"
+            problems.append(
+                Problem(
+                    hosts_file,
+                    f"all.children.fediverse.children.{group}",
+                    "no hosts",
+                    f"put a host in group {group} to run {what}",
+                )
+            )
+    return problems
+
+
+def check(inv: Inventory) -> list[Problem]:
+    """Every problem in ``inv``; an empty list means valid."""
+    if inv.problems:
+        return list(inv.problems)
+    problems: list[Problem] = []
+    hosts = inv.groups.get("fediverse") or sorted(inv.hostvars)
+    views: list[tuple[str | None, dict[str, Any]]] = [(h, inv.hostvars.get(h, {})) for h in hosts]
+    if not views:
+        views = [(None, inv.all_vars)]
+    enabled: set[str] = set()
+    for host, variables in views:
+        checker = _Checker(inv, host, variables)
+        checker.settings()
+        enabled |= _enabled(variables)
+        if host is not None:
+            checker.connection()
+        problems += checker.problems
+    problems += _groups(inv, enabled)
+    return list(dict.fromkeys(problems))
+
+
+def _enabled(variables: dict[str, Any]) -> set[str]:
+    apps = variables.get("fedictl_apps")
+    if not isinstance(apps, dict):
+        return set()
+    return {a for a in APPS if isinstance(apps.get(a), dict) and apps[a].get("enabled") is True}
+
+
+def load_and_check(path: Path, password_file: Path | None) -> tuple[Inventory, list[Problem]]:
+    """Load ``path`` as Ansible will (vault included) and check it. Never raises on bad data."""
+    vault_file = path / VAULT
+    try:
+        secret = vault.load_secret(password_file_for(path, password_file))
+    except FedictlError as exc:
+        inv = Inventory(path=path)
+        if not vault_file.exists():
+            secret = None
+        else:
+            return inv, [
+                Problem(
+                    inv.file(VAULT),
+                    "(whole file)",
+                    f"a vault that cannot be opened ({exc})",
+                    "pass --vault-password-file naming the file `fedictl init` wrote",
+                )
+            ]
+    inv = load(path, secret)
+    return inv, check(inv)
