@@ -44,9 +44,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from fedictl.commands import lab
+    from fedictl.commands import init, lab, secrets, validate
 
     cli.add_command(lab.lab)
+    cli.add_command(init.init)
+    cli.add_command(validate.validate)
+    cli.add_command(secrets.secrets_group)
 
 
 _register()
