@@ -44,12 +44,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from fedictl.commands import init, lab, secrets, validate
+    from fedictl.commands import deploy, init, lab, secrets, validate
 
     cli.add_command(lab.lab)
     cli.add_command(init.init)
     cli.add_command(validate.validate)
     cli.add_command(secrets.secrets_group)
+    cli.add_command(deploy.deploy)
 
 
 _register()
