@@ -25,7 +25,7 @@ from ansible.vars.manager import VariableManager
 
 from fedictl import paths
 from fedictl.errors import UsageError
-from fedictl.model import Organisation
+from fedictl.model import Organisation, segment
 from fedictl.secrets import SPECS
 from fedictl.vault import write_vault
 
@@ -33,6 +33,8 @@ HOSTS = "hosts.yml"
 MAIN = "group_vars/all/main.yml"
 VAULT = "group_vars/all/vault.yml"
 _VAR_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VAR_FIX = "use letters, digits and '_', not starting with a digit"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 HEADER = {
@@ -229,6 +231,59 @@ def _load_problem(inv: Inventory, rel: str, exc: Exception) -> Problem:
     return Problem(inv.file(rel), "(whole file)", first, "correct the YAML syntax")
 
 
+def _structure(inv: Inventory, raw: dict[Any, Any]) -> list[Problem]:
+    """Problems in hosts.yml's shape that Ansible would only warn about and then skip."""
+    problems: list[Problem] = []
+
+    def add(key: str, found: str, fix: str) -> None:
+        problems.append(Problem(inv.file(HOSTS), key, found, fix))
+
+    def names(node: dict[Any, Any], key: str) -> None:
+        for name in node:
+            if not isinstance(name, str) or not name.strip():
+                add(f"{key}.{segment(name)}", "an unusable name", "use a text name")
+
+    def variables(node: dict[Any, Any], key: str) -> None:
+        for name in node:
+            if not (isinstance(name, str) and _VAR_RE.fullmatch(name)):
+                add(f"{key}.{segment(name)}", "an invalid variable name", _VAR_FIX)
+
+    def group(node: object, key: str) -> None:
+        if node is None:
+            return
+        if not isinstance(node, dict):
+            add(key, f"a {type(node).__name__}", "make it a mapping of hosts, children, vars")
+            return
+        for part, value in node.items():
+            sub = f"{key}.{segment(part)}"
+            if part not in ("hosts", "children", "vars"):
+                add(sub, "an unknown key", "use only hosts, children and vars in a group")
+            elif value is not None and not isinstance(value, dict):
+                add(sub, f"a {type(value).__name__}", "make it a mapping")
+            elif part == "hosts" and value:
+                names(value, sub)
+                for host, host_vars in value.items():
+                    if host_vars is not None and not isinstance(host_vars, dict):
+                        add(
+                            f"{sub}.{segment(host)}",
+                            f"a {type(host_vars).__name__}",
+                            "give the host a mapping of variables, or {}",
+                        )
+                    elif host_vars:
+                        variables(host_vars, f"{sub}.{segment(host)}")
+            elif part == "vars" and value:
+                variables(value, sub)
+            elif part == "children" and value:
+                names(value, sub)
+                for child, child_node in value.items():
+                    group(child_node, f"{sub}.{segment(child)}")
+
+    names(raw, "(top level)")
+    for name, node in raw.items():
+        group(node, segment(name))
+    return problems
+
+
 def load(path: Path, secret: VaultSecret | None) -> Inventory:
     """Load the inventory at ``path``. Problems are collected in ``Inventory.problems``."""
     inv = Inventory(path=path)
@@ -266,6 +321,10 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
         )
         return inv
 
+    inv.problems += _structure(inv, raw)
+    if inv.problems:
+        return inv
+
     loader = _loader(secret)
     for scope, file in _var_files(path):
         rel = str(file.relative_to(path))
@@ -285,6 +344,13 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
                     "make the file a mapping of variable names to values",
                 )
             )
+            continue
+        bad = [k for k in data if not (isinstance(k, str) and _VAR_RE.fullmatch(k))]
+        for key in bad:
+            inv.problems.append(
+                Problem(inv.file(rel), segment(key), "an invalid variable name", _VAR_FIX)
+            )
+        if bad:
             continue
         inv.files.append(VarFile(scope, rel, {str(k) for k in data}))
         if scope == "all":

@@ -9,6 +9,7 @@ An answers file (or the equivalent flags and prompts) uses the same keys as the 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -189,6 +190,12 @@ class Organisation:
 # --- answers → model ---------------------------------------------------------------------------
 
 
+def segment(key: object) -> str:
+    """A key as one readable path segment: odd keys (spaces, control characters) quoted."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else repr(key)
+
+
 def _describe(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -206,16 +213,17 @@ class _Collector:
 
     def build(self, cls: type[Any], data: object, key: str, secret: tuple[str, ...] = ()) -> Any:
         """A ``cls`` from mapping ``data``; scalar fields coerced, unknown keys reported."""
+        quiet = False
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            self.add(key, type(data).__name__, f"make {key} a mapping of its settings")
-            return cls()
+            self.add(key, f"a {type(data).__name__}", "make it a mapping of its settings")
+            data, quiet = {}, True
         hints = get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         values: dict[str, Any] = {}
         for name, value in data.items():
-            sub = f"{key}.{name}"
+            sub = f"{key}.{segment(name)}"
             if name not in names:
                 self.add(sub, "an unknown key", f"remove it; known keys: {', '.join(names)}")
                 continue
@@ -249,7 +257,7 @@ class _Collector:
             and f.name not in values
         ]
         for name in missing:
-            if name not in data:
+            if name not in data and not quiet:
                 self.add(f"{key}.{name}", "nothing", f"set {key}.{name}")
             values[name] = ""
         return cls(**values)
@@ -277,7 +285,7 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
     c = _Collector(source)
     for key in answers:
         if key not in _TOP_KEYS:
-            c.add(str(key), "an unknown key", f"remove it; known keys: {', '.join(_TOP_KEYS)}")
+            c.add(segment(key), "an unknown key", f"remove it; known keys: {', '.join(_TOP_KEYS)}")
 
     def text(key: str) -> str:
         value = answers.get(key)
@@ -304,7 +312,7 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
         raw_apps = {}
     for name, settings in raw_apps.items():
         if name not in APP_CLASSES:
-            c.add(f"apps.{name}", "an unknown app", f"use one of {', '.join(APPS)}")
+            c.add(f"apps.{segment(name)}", "an unknown app", f"use one of {', '.join(APPS)}")
             continue
         apps[name] = c.build(APP_CLASSES[name], settings, f"apps.{name}")
 

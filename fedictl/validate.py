@@ -15,7 +15,7 @@ from typing import Any
 from fedictl import secrets, vault
 from fedictl.errors import FedictlError
 from fedictl.inventory import HOSTS, VAULT, Inventory, Problem, load, password_file_for
-from fedictl.model import APP_CLASSES, APPS, GROUPS
+from fedictl.model import APP_CLASSES, APPS, GROUPS, segment
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_RE = re.compile(rf"(?=.{{4,253}}$)(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)")
@@ -94,15 +94,13 @@ class _Checker:
             self.add(key, "nothing", "set it (see docs/inventory.md)")
             return {}
         if not isinstance(value, dict):
-            self.add(
-                key, f"a {type(value).__name__}", "make it a mapping (see docs/inventory.md)"
-            )
+            self.add(key, f"a {type(value).__name__}", "make it a mapping (see docs/inventory.md)")
             return {}
         if known is not None:
             allowed = list(known)
             for extra in sorted(set(value) - set(allowed), key=str):
                 self.add(
-                    f"{key}.{extra}",
+                    f"{key}.{segment(extra)}",
                     "an unknown key",
                     f"remove it or correct its spelling; known: {', '.join(allowed)}",
                 )
@@ -148,7 +146,7 @@ class _Checker:
         for name in sorted(raw, key=str):
             if name not in APPS:
                 self.add(
-                    f"fedictl_apps.{name}",
+                    f"fedictl_apps.{segment(name)}",
                     "an unknown app",
                     f"remove it; fedictl deploys only {', '.join(APPS)}",
                 )

@@ -8,6 +8,7 @@ under tmp_path: nothing is written to the checkout or to the user's home.
 from __future__ import annotations
 
 import copy
+import functools
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ EXAMPLE = REPO / "inventories" / "example"
 EXAMPLE_PASSWORD = EXAMPLE / "TEST-ONLY-vault-password.txt"
 
 
+@functools.cache
+def _parsed_answers() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(ANSWERS_FILE.read_text())
+    return data
+
+
 def example_answers() -> dict[str, Any]:
-    return copy.deepcopy(yaml.safe_load(ANSWERS_FILE.read_text()))
+    """A fresh copy of examples/answers.yml (parsed once)."""
+    return copy.deepcopy(_parsed_answers())
 
 
 @dataclass
