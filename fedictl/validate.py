@@ -28,6 +28,8 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _RESTIC_RE = re.compile(r"(?:/\S+|(?:sftp|rest|s3|b2|azure|gs|swift|rclone):\S+)")
 _URL_RE = re.compile(r"https://(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:/\S*)?")
+# Optional per-app settings the playbooks read (playbooks/database.yml): name -> allowed range.
+_OPTIONAL_APP_KEYS = {"db_connections": (1, 10000)}
 SMTP_TLS = ("starttls", "tls", "none")
 REDIS_DBS = 16  # redis.conf `databases 16`
 _APP_PORTS = {"mastodon": ("web_port", "streaming_port"), "peertube": ("port",)}
@@ -64,6 +66,14 @@ def is_email(value: object) -> bool:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _is_ip(value: object) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
 
 
 def _is_address(value: object) -> bool:
@@ -152,7 +162,7 @@ class _Checker:
                 )
                 continue
             key = f"fedictl_apps.{name}"
-            known = ["enabled", *APP_CLASSES[name].__dataclass_fields__]
+            known = ["enabled", *APP_CLASSES[name].__dataclass_fields__, *_OPTIONAL_APP_KEYS]
             settings = self.mapping(key, raw[name], known)
             flag = settings.get("enabled", False)
             if not isinstance(flag, bool):
@@ -210,6 +220,9 @@ class _Checker:
             self.integer(f"{key}.{field}", s.get(field), 0, REDIS_DBS - 1)
         for field in _APP_PORTS.get(name, ()):
             self.integer(f"{key}.{field}", s.get(field), 1024, 65535)
+        for field, (low, high) in _OPTIONAL_APP_KEYS.items():
+            if field in s:
+                self.integer(f"{key}.{field}", s[field], low, high)
 
     def collisions(self, enabled: dict[str, dict[str, Any]]) -> None:
         """Domains, DB names/users and Redis DBs are shared namespaces; ports are per host."""
@@ -439,6 +452,14 @@ class _Checker:
                     f"set {var} to {what}",
                     self.inv.source(var, host),
                 )
+        private = self.vars.get("fedictl_private_address")
+        if private is not None and not _is_ip(private):
+            self.add(
+                f"hosts.{host}.fedictl_private_address",
+                describe(private),
+                "set it to this host's IP address on the private network, or remove it",
+                self.inv.source("fedictl_private_address", host),
+            )
         port = self.vars.get("ansible_port", 22)
         if _int(port) is None or not 1 <= port <= 65535:
             self.add(

@@ -95,7 +95,23 @@ MAIN_CASES: list[tuple[str, str, Edit]] = [
      _apps(lambda a: a["mastodon"].update(streaming_port="4000"))),
     (MAIN, "fedictl_apps", _apps(lambda a: [s.update(enabled=False) for s in a.values()])),
     (MAIN, "fedictl_org_name", lambda m: m.update(fedictl_org_name="  ")),
+    (MAIN, "fedictl_apps.mastodon.db_connections",
+     _apps(lambda a: a["mastodon"].update(db_connections=0))),
 ]
+
+
+def test_optional_settings_the_playbooks_read_are_accepted(demo: Project) -> None:
+    main = demo.main_vars()
+    main["fedictl_apps"]["mastodon"]["db_connections"] = 40
+    demo.write_main_vars(main)
+    override = demo.inventory() / "host_vars" / "lab1" / "main.yml"
+    override.parent.mkdir(parents=True)
+    override.write_text("fedictl_private_address: 10.0.0.5\n")
+    assert _validate(demo).exit_code == 0
+    override.write_text("fedictl_private_address: not-an-ip\n")
+    result = _validate(demo)
+    assert result.exit_code == 2
+    assert f"{override}: hosts.lab1.fedictl_private_address: found 'not-an-ip'" in result.stderr
 
 
 @pytest.mark.parametrize(("file", "key", "edit"), MAIN_CASES, ids=[c[1] for c in MAIN_CASES])
