@@ -59,8 +59,9 @@ class Project:
         path.write_text(yaml.safe_dump(answers, sort_keys=False))
         return path
 
-    def init(self, answers: dict[str, Any] | None = None, name: str = "demo",
-             *extra: str) -> Result:
+    def init(
+        self, answers: dict[str, Any] | None = None, name: str = "demo", *extra: str
+    ) -> Result:
         path = self.write_answers(answers if answers is not None else example_answers())
         return self.invoke("init", name, "--answers", str(path), *extra)
 

@@ -36,12 +36,31 @@ print("PLAY RECAP (fake)")
 sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 """
 
-SUMMARY = {"version": 1, "hosts": {
-    "lab1": {"ok": 12, "changed": 3, "failed": 1, "unreachable": 0, "skipped": 2,
-             "rescued": 0, "ignored": 0, "failed_tasks": ["Start mastodon-web"]},
-    "lab2": {"ok": 0, "changed": 0, "failed": 0, "unreachable": 1, "skipped": 0,
-             "rescued": 0, "ignored": 0, "failed_tasks": ["Gathering Facts"]},
-}}
+SUMMARY = {
+    "version": 1,
+    "hosts": {
+        "lab1": {
+            "ok": 12,
+            "changed": 3,
+            "failed": 1,
+            "unreachable": 0,
+            "skipped": 2,
+            "rescued": 0,
+            "ignored": 0,
+            "failed_tasks": ["Start mastodon-web"],
+        },
+        "lab2": {
+            "ok": 0,
+            "changed": 0,
+            "failed": 0,
+            "unreachable": 1,
+            "skipped": 0,
+            "rescued": 0,
+            "ignored": 0,
+            "failed_tasks": ["Gathering Facts"],
+        },
+    },
+}
 
 
 @pytest.fixture
@@ -74,9 +93,12 @@ def test_runs_site_yml_with_the_inventory_and_vault(demo: Project, fake: Path) -
     assert result.exit_code == 0, result.output
     call = _recorded(fake)
     assert call["argv"][1:] == [
-        "-i", str(demo.inventory() / "hosts.yml"),
-        "--vault-password-file", str(demo.password_file()),
-        "--check", "playbooks/site.yml",
+        "-i",
+        str(demo.inventory() / "hosts.yml"),
+        "--vault-password-file",
+        str(demo.password_file()),
+        "--check",
+        "playbooks/site.yml",
     ]
     assert call["cwd"] == str(demo.root)
     env = call["env"]
@@ -86,26 +108,49 @@ def test_runs_site_yml_with_the_inventory_and_vault(demo: Project, fake: Path) -
 
 
 def test_every_option_reaches_ansible_playbook(demo: Project, fake: Path) -> None:
-    result = _deploy(demo, "--app", "peertube", "--check", "--diff", "--limit", "lab1",
-                     "--tags", "configure", "--", "-vv", "--extra-vars", "x=1")
+    result = _deploy(
+        demo,
+        "--app",
+        "peertube",
+        "--check",
+        "--diff",
+        "--limit",
+        "lab1",
+        "--tags",
+        "configure",
+        "--",
+        "-vv",
+        "--extra-vars",
+        "x=1",
+    )
     assert result.exit_code == 0, result.output
     assert _recorded(fake)["argv"][5:] == [
-        "--check", "--diff", "--limit", "lab1", "--tags", "configure",
-        "-vv", "--extra-vars", "x=1", "playbooks/peertube.yml",
+        "--check",
+        "--diff",
+        "--limit",
+        "lab1",
+        "--tags",
+        "configure",
+        "-vv",
+        "--extra-vars",
+        "x=1",
+        "playbooks/peertube.yml",
     ]
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 4, 99])
-def test_exits_with_ansible_playbooks_code(demo: Project, fake: Path,
-                                           monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+def test_exits_with_ansible_playbooks_code(
+    demo: Project, fake: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     monkeypatch.setenv("FAKE_EXIT", str(code))
     monkeypatch.setenv("FAKE_SUMMARY", json.dumps(SUMMARY))
     result = _deploy(demo)
     assert result.exit_code == code
 
 
-def test_summary_comes_from_the_callback_json(demo: Project, fake: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_summary_comes_from_the_callback_json(
+    demo: Project, fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EXIT", "2")
     monkeypatch.setenv("FAKE_SUMMARY", json.dumps(SUMMARY))
     result = _deploy(demo)
@@ -118,8 +163,9 @@ def test_summary_comes_from_the_callback_json(demo: Project, fake: Path,
     assert lines[-1] == "Deployment failed (exit code 2)."
 
 
-def test_without_a_summary_says_so(demo: Project, fake: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_summary_says_so(
+    demo: Project, fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EXIT", "4")
     result = _deploy(demo)
     assert result.exit_code == 4
@@ -132,7 +178,8 @@ def test_print_command_runs_nothing(demo: Project, fake: Path) -> None:
     assert not fake.exists()
     assert result.stdout.strip() == (
         f"ansible-playbook -i {demo.inventory() / 'hosts.yml'} --vault-password-file "
-        f"{demo.password_file()} --check -v playbooks/site.yml")
+        f"{demo.password_file()} --check -v playbooks/site.yml"
+    )
 
 
 def test_invalid_inventory_never_runs_ansible(demo: Project, fake: Path) -> None:
@@ -172,8 +219,9 @@ def test_unknown_app_is_a_usage_error(demo: Project, fake: Path) -> None:
     assert not fake.exists()
 
 
-def test_missing_ansible_playbook(demo: Project, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_ansible_playbook(
+    demo: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
@@ -190,8 +238,9 @@ def test_missing_playbook(demo: Project, fake: Path) -> None:
     assert not fake.exists()
 
 
-def test_no_secret_in_deploy_output(demo: Project, fake: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_in_deploy_output(
+    demo: Project, fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_SUMMARY", json.dumps(SUMMARY))
     outputs = [_deploy(demo).output, _deploy(demo, "--print-command").output]
     for value in all_secret_values(demo):
@@ -225,10 +274,22 @@ def test_callback_plugin_writes_per_host_json(tmp_path: Path) -> None:
     env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
     completed = subprocess.run(
         [ansible_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
-        env=env, capture_output=True, text=True, check=False, cwd=tmp_path)
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
     assert completed.returncode == 2, completed.stdout + completed.stderr
     data = json.loads(summary.read_text())
     assert data["hosts"]["localhost"] == {
-        "ok": 2, "changed": 1, "failed": 1, "unreachable": 0, "skipped": 1, "rescued": 0,
-        "ignored": 0, "failed_tasks": ["Something that fails"]}
+        "ok": 2,
+        "changed": 1,
+        "failed": 1,
+        "unreachable": 0,
+        "skipped": 1,
+        "rescued": 0,
+        "ignored": 0,
+        "failed_tasks": ["Something that fails"],
+    }
     assert runner.read_summary(summary) == data["hosts"]

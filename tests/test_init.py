@@ -46,8 +46,12 @@ def test_generated_secrets_have_upstream_formats(demo: Project) -> None:
     data = demo.vault_data()
     for spec in secrets.SPECS:
         assert spec.check(data[spec.key]) is None, spec.key
-    assert secrets.vapid_pair_problem(data["vault_mastodon_vapid_private_key"],
-                                      data["vault_mastodon_vapid_public_key"]) is None
+    assert (
+        secrets.vapid_pair_problem(
+            data["vault_mastodon_vapid_private_key"], data["vault_mastodon_vapid_public_key"]
+        )
+        is None
+    )
     assert data["vault_smtp_password"] == "" and data["vault_s3_secret_access_key"] == ""
 
 
@@ -70,9 +74,17 @@ def test_init_output_names_the_password_file_and_prints_no_secret(project: Proje
 def test_ansible_inventory_lists_the_generated_inventory(demo: Project) -> None:
     inv = demo.inventory()
     out = subprocess.run(
-        [ansible_tool("ansible-inventory"), "-i", str(inv / "hosts.yml"), "--list",
-         "--vault-password-file", str(demo.password_file())],
-        capture_output=True, text=True, check=True,
+        [
+            ansible_tool("ansible-inventory"),
+            "-i",
+            str(inv / "hosts.yml"),
+            "--list",
+            "--vault-password-file",
+            str(demo.password_file()),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     data = json.loads(out)
     for group in ("database", "cache", "web", "mastodon", "peertube", "pixelfed", "workers"):
@@ -101,8 +113,9 @@ def test_force_rewrites_settings_but_never_rotates_secrets(demo: Project) -> Non
     assert demo.vault_data() == before
 
 
-def test_force_refuses_when_the_existing_vault_cannot_be_read(demo: Project,
-                                                              tmp_path: Path) -> None:
+def test_force_refuses_when_the_existing_vault_cannot_be_read(
+    demo: Project, tmp_path: Path
+) -> None:
     other = tmp_path / "other.pass"
     other.write_text("not-the-password\n")
     result = demo.init(example_answers(), "demo", "--force", "--vault-password-file", str(other))
@@ -111,8 +124,9 @@ def test_force_refuses_when_the_existing_vault_cannot_be_read(demo: Project,
     assert "vault.yml" in result.stderr
 
 
-def test_existing_vault_password_file_is_used_and_not_changed(project: Project,
-                                                              tmp_path: Path) -> None:
+def test_existing_vault_password_file_is_used_and_not_changed(
+    project: Project, tmp_path: Path
+) -> None:
     given = tmp_path / "mine.pass"
     given.write_text("a-password-the-user-chose\n")
     result = project.init(example_answers(), "demo", "--vault-password-file", str(given))
@@ -124,10 +138,27 @@ def test_existing_vault_password_file_is_used_and_not_changed(project: Project,
 
 def test_non_interactive_with_flags_only(project: Project) -> None:
     result = project.invoke(
-        "init", "flags", "--no-input", "--org-name", "Flag Org", "--admin-email", "a@flags.test",
-        "--app", "peertube", "--peertube-domain", "video.flags.test",
-        "--server-address", "192.0.2.7", "--ssh-user", "debian", "--ssh-port", "2222",
-        "--smtp-host", "mail.flags.test", "--backup-repository", "/srv/restic/flags",
+        "init",
+        "flags",
+        "--no-input",
+        "--org-name",
+        "Flag Org",
+        "--admin-email",
+        "a@flags.test",
+        "--app",
+        "peertube",
+        "--peertube-domain",
+        "video.flags.test",
+        "--server-address",
+        "192.0.2.7",
+        "--ssh-user",
+        "debian",
+        "--ssh-port",
+        "2222",
+        "--smtp-host",
+        "mail.flags.test",
+        "--backup-repository",
+        "/srv/restic/flags",
     )
     assert result.exit_code == 0, result.output
     main = project.main_vars("flags")
@@ -137,8 +168,9 @@ def test_non_interactive_with_flags_only(project: Project) -> None:
     assert main["fedictl_acme"]["email"] == "a@flags.test"
     hosts = yaml.safe_load((project.inventory("flags") / "hosts.yml").read_text())
     fediverse = hosts["all"]["children"]["fediverse"]
-    assert fediverse["hosts"] == {"flags1": {"ansible_host": "192.0.2.7", "ansible_user": "debian",
-                                             "ansible_port": 2222}}
+    assert fediverse["hosts"] == {
+        "flags1": {"ansible_host": "192.0.2.7", "ansible_user": "debian", "ansible_port": 2222}
+    }
     assert fediverse["children"]["mastodon"] == {}
     assert "vault_mastodon_secret_key_base" not in project.vault_data("flags")
 
@@ -161,9 +193,23 @@ def test_interactive_prompts_with_defaults(project: Project) -> None:
         "",  # ssh port (22)
         "n",  # another server?
         "",  # s3? (no)
-        "Prompted Org", "owner@prompted.test", "prompted.test", "", "photos.prompted.test",
-        "smtp.prompted.test", "", "", "mailer", "s3cret-smtp-pass", "", "", "",
-        "rest:https://backup.prompted.test/org", "", "", "",
+        "Prompted Org",
+        "owner@prompted.test",
+        "prompted.test",
+        "",
+        "photos.prompted.test",
+        "smtp.prompted.test",
+        "",
+        "",
+        "mailer",
+        "s3cret-smtp-pass",
+        "",
+        "",
+        "",
+        "rest:https://backup.prompted.test/org",
+        "",
+        "",
+        "",
     ]
     result = project.invoke("init", "prompted", input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
@@ -176,8 +222,9 @@ def test_interactive_prompts_with_defaults(project: Project) -> None:
     assert "s3cret-smtp-pass" not in result.output  # hidden prompt, never echoed
 
 
-def test_provided_secrets_come_from_the_environment(project: Project,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provided_secrets_come_from_the_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FEDICTL_SMTP_PASSWORD", "from-the-environment")
     answers = example_answers()
     answers["smtp"]["user"] = "mailer"
@@ -188,8 +235,10 @@ def test_provided_secrets_come_from_the_environment(project: Project,
 
 
 BAD_ANSWERS = [
-    ("apps.mastodon.local_domain",
-     lambda a: a["apps"]["mastodon"].update(local_domain="not a domain")),
+    (
+        "apps.mastodon.local_domain",
+        lambda a: a["apps"]["mastodon"].update(local_domain="not a domain"),
+    ),
     ("apps.pixelfed.domain", lambda a: a["apps"]["pixelfed"].update(domain="video.example.test")),
     ("admin_email", lambda a: a.update(admin_email="admin-at-example")),
     ("apps.friendica", lambda a: a["apps"].update(friendica={})),
@@ -197,12 +246,30 @@ BAD_ANSWERS = [
     ("smtp.host", lambda a: a["smtp"].update(host="")),
     ("smtp.password", lambda a: a["smtp"].update(user="mailer")),
     ("backup.repository", lambda a: a["backup"].update(repository="")),
-    ("s3.bucket", lambda a: a.update(s3={"enabled": True, "endpoint": "https://s3.example.test",
-                                          "region": "eu-1", "access_key_id": "AK",
-                                          "secret_access_key": "sk"})),
-    ("s3.secret_access_key", lambda a: a.update(s3={"enabled": True, "bucket": "media",
-                                                     "endpoint": "https://s3.example.test",
-                                                     "region": "eu-1", "access_key_id": "AK"})),
+    (
+        "s3.bucket",
+        lambda a: a.update(
+            s3={
+                "enabled": True,
+                "endpoint": "https://s3.example.test",
+                "region": "eu-1",
+                "access_key_id": "AK",
+                "secret_access_key": "sk",
+            }
+        ),
+    ),
+    (
+        "s3.secret_access_key",
+        lambda a: a.update(
+            s3={
+                "enabled": True,
+                "bucket": "media",
+                "endpoint": "https://s3.example.test",
+                "region": "eu-1",
+                "access_key_id": "AK",
+            }
+        ),
+    ),
     ("apps.mastodon.version", lambda a: a["apps"]["mastodon"].update(version="main")),
     ("apps.pixelfed.redis_db", lambda a: a["apps"]["pixelfed"].update(redis_db=1)),
     ("apps.pixelfed.db_name", lambda a: a["apps"]["peertube"].update(db_name="pixelfed")),
@@ -215,8 +282,9 @@ BAD_ANSWERS = [
 
 
 @pytest.mark.parametrize(("key", "mutate"), BAD_ANSWERS, ids=[k for k, _ in BAD_ANSWERS])
-def test_bad_answers_are_rejected_before_anything_is_written(project: Project, key: str,
-                                                             mutate: object) -> None:
+def test_bad_answers_are_rejected_before_anything_is_written(
+    project: Project, key: str, mutate: object
+) -> None:
     answers = example_answers()
     mutate(answers)  # type: ignore[operator]
     result = project.init(answers)

@@ -47,8 +47,11 @@ def test_vapid_checks_accept_unpadded_and_reject_other_curves() -> None:
     private, public = secrets.vapid_keypair()
     check_private = secrets.SPECS_BY_KEY["vault_mastodon_vapid_private_key"].check
     assert check_private(private.rstrip("=")) is None
-    other = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
-        Encoding.X962, PublicFormat.UncompressedPoint)
+    other = (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    )
     bad = base64.urlsafe_b64encode(other).decode()
     assert secrets.SPECS_BY_KEY["vault_mastodon_vapid_public_key"].check(bad) is not None
     _, stranger = secrets.vapid_keypair()
@@ -126,10 +129,14 @@ def test_ensure_adds_secrets_for_a_newly_enabled_app_and_keeps_the_rest(project:
     after = project.vault_data()
     assert {k: after[k] for k in before} == before
     added = set(after) - set(before)
-    assert added == {"vault_pixelfed_app_key", "vault_pixelfed_db_password",
-                     "vault_pixelfed_admin_password"}
-    assert result.stdout.split() == [w for k in sorted(added, key=list(after).index)
-                                     for w in ("added", k)]
+    assert added == {
+        "vault_pixelfed_app_key",
+        "vault_pixelfed_db_password",
+        "vault_pixelfed_admin_password",
+    }
+    assert result.stdout.split() == [
+        w for k in sorted(added, key=list(after).index) for w in ("added", k)
+    ]
     for key in added:
         assert after[key] not in result.output
     assert project.invoke("validate", "-i", str(project.inventory())).exit_code == 0
@@ -146,7 +153,8 @@ def test_ensure_after_an_upgrade_fills_an_emptied_secret_only(demo: Project) -> 
     assert after["vault_restic_password"] != ""
     assert after["vault_peertube_secret"] == "malformed-but-kept"
     assert {k: v for k, v in after.items() if k != "vault_restic_password"} == {
-        k: v for k, v in data.items() if k != "vault_restic_password"}
+        k: v for k, v in data.items() if k != "vault_restic_password"
+    }
 
 
 def test_ensure_with_nothing_missing_leaves_the_file_untouched(demo: Project) -> None:
@@ -189,8 +197,15 @@ def test_wrong_vault_password_is_a_clear_error(demo: Project, tmp_path: object) 
     wrong = demo.root / "wrong.pass"
     wrong.write_text("wrong\n")
     for args in (["ensure"], ["show", "redis_password"], ["list"]):
-        result = demo.invoke("secrets", args[0], "-i", str(demo.inventory()),
-                             "--vault-password-file", str(wrong), *args[1:])
+        result = demo.invoke(
+            "secrets",
+            args[0],
+            "-i",
+            str(demo.inventory()),
+            "--vault-password-file",
+            str(wrong),
+            *args[1:],
+        )
         assert result.exit_code == 1
         assert "vault.yml" in result.stderr and "--vault-password-file" in result.stderr
 

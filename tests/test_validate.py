@@ -42,8 +42,9 @@ def test_example_inventory_is_valid_with_its_test_only_password() -> None:
     from fedictl.cli import cli
 
     assert "TEST-ONLY" in EXAMPLE_PASSWORD.name
-    result = CliRunner().invoke(cli, ["validate", "-i", str(EXAMPLE), "--vault-password-file",
-                                      str(EXAMPLE_PASSWORD)])
+    result = CliRunner().invoke(
+        cli, ["validate", "-i", str(EXAMPLE), "--vault-password-file", str(EXAMPLE_PASSWORD)]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -56,17 +57,29 @@ def _apps(f: Callable[[dict[str, Any]], None]) -> Edit:
 
 # (file, key path, edit of main.yml) — each must be reported by file and key, exit 2.
 MAIN_CASES: list[tuple[str, str, Edit]] = [
-    (MAIN, "fedictl_apps.mastodon.local_domain",
-     _apps(lambda a: a["mastodon"].update(local_domain="-bad-.example"))),
-    (MAIN, "fedictl_apps.mastodon.web_domain",
-     _apps(lambda a: a["mastodon"].update(web_domain="under_score.example.test"))),
-    (MAIN, "fedictl_apps.pixelfed.domain",
-     _apps(lambda a: a["pixelfed"].update(domain="social.example.test"))),
+    (
+        MAIN,
+        "fedictl_apps.mastodon.local_domain",
+        _apps(lambda a: a["mastodon"].update(local_domain="-bad-.example")),
+    ),
+    (
+        MAIN,
+        "fedictl_apps.mastodon.web_domain",
+        _apps(lambda a: a["mastodon"].update(web_domain="under_score.example.test")),
+    ),
+    (
+        MAIN,
+        "fedictl_apps.pixelfed.domain",
+        _apps(lambda a: a["pixelfed"].update(domain="social.example.test")),
+    ),
     (MAIN, "fedictl_admin_email", lambda m: m.update(fedictl_admin_email="root@localhost")),
     (MAIN, "fedictl_apps.diaspora", _apps(lambda a: a.update(diaspora={"enabled": True}))),
     (MAIN, "fedictl_apps.peertube.enabled", _apps(lambda a: a["peertube"].update(enabled="yes"))),
-    (MAIN, "fedictl_apps.mastodon.local_domian",
-     _apps(lambda a: a["mastodon"].update(local_domian="x.example.test"))),
+    (
+        MAIN,
+        "fedictl_apps.mastodon.local_domian",
+        _apps(lambda a: a["mastodon"].update(local_domian="x.example.test")),
+    ),
     (MAIN, "fedictl_s3.endpoint", lambda m: m["fedictl_s3"].update(enabled=True)),
     (MAIN, "fedictl_s3.bucket", lambda m: m["fedictl_s3"].update(enabled=True)),
     (VAULT, "vault_s3_secret_access_key", lambda m: m["fedictl_s3"].update(enabled=True)),
@@ -76,27 +89,48 @@ MAIN_CASES: list[tuple[str, str, Edit]] = [
     (VAULT, "vault_smtp_password", lambda m: m["fedictl_smtp"].update(user="mailer")),
     (MAIN, "fedictl_smtp", lambda m: m.pop("fedictl_smtp")),
     (MAIN, "fedictl_backup.repository", lambda m: m["fedictl_backup"].update(repository="")),
-    (MAIN, "fedictl_backup.retention", lambda m: m["fedictl_backup"].update(
-        retention={"daily": 0, "weekly": 0, "monthly": 0})),
-    (MAIN, "fedictl_acme.directory_url",
-     lambda m: m["fedictl_acme"].update(directory_url="http://insecure.example")),
+    (
+        MAIN,
+        "fedictl_backup.retention",
+        lambda m: m["fedictl_backup"].update(retention={"daily": 0, "weekly": 0, "monthly": 0}),
+    ),
+    (
+        MAIN,
+        "fedictl_acme.directory_url",
+        lambda m: m["fedictl_acme"].update(directory_url="http://insecure.example"),
+    ),
     (MAIN, "fedictl_apps.mastodon.version", _apps(lambda a: a["mastodon"].update(version="main"))),
     (MAIN, "fedictl_apps.peertube.version", _apps(lambda a: a["peertube"].update(version="8.2"))),
     (MAIN, "fedictl_apps.pixelfed.redis_db", _apps(lambda a: a["pixelfed"].update(redis_db=2))),
-    (MAIN, "fedictl_apps.pixelfed.redis_db_pulse",
-     _apps(lambda a: a["pixelfed"].update(redis_db_pulse=16))),
-    (MAIN, "fedictl_apps.pixelfed.db_name",
-     _apps(lambda a: a["pixelfed"].update(db_name="peertube_prod"))),
-    (MAIN, "fedictl_apps.pixelfed.db_user",
-     _apps(lambda a: a["pixelfed"].update(db_user="mastodon"))),
+    (
+        MAIN,
+        "fedictl_apps.pixelfed.redis_db_pulse",
+        _apps(lambda a: a["pixelfed"].update(redis_db_pulse=16)),
+    ),
+    (
+        MAIN,
+        "fedictl_apps.pixelfed.db_name",
+        _apps(lambda a: a["pixelfed"].update(db_name="peertube_prod")),
+    ),
+    (
+        MAIN,
+        "fedictl_apps.pixelfed.db_user",
+        _apps(lambda a: a["pixelfed"].update(db_user="mastodon")),
+    ),
     (MAIN, "fedictl_apps.peertube.port", _apps(lambda a: a["peertube"].update(port=4000))),
     (MAIN, "fedictl_apps.mastodon.web_port", _apps(lambda a: a["mastodon"].update(web_port=443))),
-    (MAIN, "fedictl_apps.mastodon.streaming_port",
-     _apps(lambda a: a["mastodon"].update(streaming_port="4000"))),
+    (
+        MAIN,
+        "fedictl_apps.mastodon.streaming_port",
+        _apps(lambda a: a["mastodon"].update(streaming_port="4000")),
+    ),
     (MAIN, "fedictl_apps", _apps(lambda a: [s.update(enabled=False) for s in a.values()])),
     (MAIN, "fedictl_org_name", lambda m: m.update(fedictl_org_name="  ")),
-    (MAIN, "fedictl_apps.mastodon.db_connections",
-     _apps(lambda a: a["mastodon"].update(db_connections=0))),
+    (
+        MAIN,
+        "fedictl_apps.mastodon.db_connections",
+        _apps(lambda a: a["mastodon"].update(db_connections=0)),
+    ),
 ]
 
 
@@ -115,8 +149,9 @@ def test_optional_settings_the_playbooks_read_are_accepted(demo: Project) -> Non
 
 
 @pytest.mark.parametrize(("file", "key", "edit"), MAIN_CASES, ids=[c[1] for c in MAIN_CASES])
-def test_bad_settings_are_named_by_file_and_key(demo: Project, file: str, key: str,
-                                                edit: Edit) -> None:
+def test_bad_settings_are_named_by_file_and_key(
+    demo: Project, file: str, key: str, edit: Edit
+) -> None:
     main = demo.main_vars()
     edit(main)
     demo.write_main_vars(main)
@@ -165,16 +200,20 @@ def test_vapid_halves_must_belong_together(demo: Project) -> None:
 def test_enabled_app_without_a_host(demo: Project) -> None:
     hosts = demo.inventory() / HOSTS
     text = hosts.read_text()
-    hosts.write_text(text.replace("peertube:\n          hosts:\n            lab1: {}\n",
-                                  "peertube: {}\n"))
+    hosts.write_text(
+        text.replace("peertube:\n          hosts:\n            lab1: {}\n", "peertube: {}\n")
+    )
     result = _validate(demo)
     assert result.exit_code == 2
-    assert (f"{hosts}: all.children.fediverse.children.peertube: found no hosts; "
-            "fix: put a host in group peertube") in result.stderr
+    assert (
+        f"{hosts}: all.children.fediverse.children.peertube: found no hosts; "
+        "fix: put a host in group peertube"
+    ) in result.stderr
 
 
-@pytest.mark.parametrize(("var", "value"), [("ansible_host", ""), ("ansible_port", 70000),
-                                            ("ansible_user", "Root User")])
+@pytest.mark.parametrize(
+    ("var", "value"), [("ansible_host", ""), ("ansible_port", 70000), ("ansible_user", "Root User")]
+)
 def test_bad_connection_settings(demo: Project, var: str, value: object) -> None:
     hosts = demo.inventory() / HOSTS
     import yaml
@@ -193,8 +232,11 @@ def test_ports_collide_only_on_the_same_host(demo: Project) -> None:
     hosts = demo.inventory() / HOSTS
     data = yaml.safe_load(hosts.read_text())
     fediverse = data["all"]["children"]["fediverse"]
-    fediverse["hosts"]["video1"] = {"ansible_host": "10.213.0.11", "ansible_user": "root",
-                                    "ansible_port": 22}
+    fediverse["hosts"]["video1"] = {
+        "ansible_host": "10.213.0.11",
+        "ansible_user": "root",
+        "ansible_port": 22,
+    }
     fediverse["children"]["peertube"]["hosts"] = {"video1": {}}
     hosts.write_text(yaml.safe_dump(data))
     main = demo.main_vars()
@@ -219,8 +261,12 @@ def test_all_problems_are_reported_at_once(demo: Project) -> None:
     demo.write_vault_data(data)
     result = _validate(demo)
     assert result.exit_code == 2
-    for key in ("fedictl_admin_email", "fedictl_apps.peertube.domain", "fedictl_smtp.port",
-                "vault_redis_password"):
+    for key in (
+        "fedictl_admin_email",
+        "fedictl_apps.peertube.domain",
+        "fedictl_smtp.port",
+        "vault_redis_password",
+    ):
         assert f": {key}: found" in result.stderr, key
     assert "4 problem(s)" in result.stderr
 
@@ -249,7 +295,8 @@ def test_missing_password_file_names_the_vault(demo: Project) -> None:
     result = _validate(demo)
     assert result.exit_code == 2
     assert f"{demo.inventory() / VAULT}: (whole file): found a vault that cannot be opened" in (
-        result.stderr)
+        result.stderr
+    )
 
 
 def test_yaml_syntax_error_names_the_file(demo: Project) -> None:

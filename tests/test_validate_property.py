@@ -24,16 +24,52 @@ from fedictl.inventory import Inventory
 from fedictl.validate import check
 
 INTERESTING: list[Any] = [
-    None, "", " ", True, False, 0, 1, -1, 15, 16, 22, 443, 3000, 4000, 9000, 65536, 1.5,
-    "social.example.test", "video.example.test", "Social.Example", "a@b.test", "nope",
-    "v4.6.5", "main", "https://acme.example.test/dir", "sftp:u@h:/r", "mastodon", "lab1",
-    "x" * 300, "ünïcode.test", "base64:", [], {}, ["a"], {"enabled": True},
+    None,
+    "",
+    " ",
+    True,
+    False,
+    0,
+    1,
+    -1,
+    15,
+    16,
+    22,
+    443,
+    3000,
+    4000,
+    9000,
+    65536,
+    1.5,
+    "social.example.test",
+    "video.example.test",
+    "Social.Example",
+    "a@b.test",
+    "nope",
+    "v4.6.5",
+    "main",
+    "https://acme.example.test/dir",
+    "sftp:u@h:/r",
+    "mastodon",
+    "lab1",
+    "x" * 300,
+    "ünïcode.test",
+    "base64:",
+    [],
+    {},
+    ["a"],
+    {"enabled": True},
 ]
-scalars = st.one_of(st.sampled_from(INTERESTING), st.integers(), st.text(max_size=30),
-                    st.floats(allow_nan=True))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)),
-    max_leaves=6)
+scalars = st.one_of(
+    st.sampled_from(INTERESTING), st.integers(), st.text(max_size=30), st.floats(allow_nan=True)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -96,8 +132,9 @@ def test_mutated_inventories_are_valid_or_named(data: st.DataObject, rounds: int
     _mutate(data, host_vars, rounds)
     if data.draw(st.booleans()):
         group = data.draw(st.sampled_from(sorted(inv.groups)))
-        inv.groups[group] = data.draw(st.lists(st.sampled_from(["lab1", "ghost", "x y"]),
-                                               max_size=2, unique=True))
+        inv.groups[group] = data.draw(
+            st.lists(st.sampled_from(["lab1", "ghost", "x y"]), max_size=2, unique=True)
+        )
         for ghost in inv.groups[group]:
             inv.hostvars.setdefault(ghost, copy.deepcopy(host_vars))
             inv.groups["fediverse"] = sorted(set(inv.groups["fediverse"]) | {ghost})
@@ -144,14 +181,18 @@ def test_cli_on_mangled_files_exits_0_or_2(data: st.DataObject, tmp_path_factory
         hosts = yaml.safe_load(hosts_file.read_text())
         _mutate(data, hosts, 1)
         hosts_file.write_text(yaml.safe_dump(hosts))
-    result = CliRunner().invoke(cli, ["validate", "-i", str(target), "--vault-password-file",
-                                      str(password)])
+    result = CliRunner().invoke(
+        cli, ["validate", "-i", str(target), "--vault-password-file", str(password)]
+    )
     assert result.exit_code in (0, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     if result.exit_code == 2:
         # Ansible's own "[WARNING]: ..." lines (possibly several lines each) aside:
-        ours = [x.removeprefix("Error: ") for x in result.stderr.splitlines()
-                if x.removeprefix("Error: ").startswith(f"{target}/")]
+        ours = [
+            x.removeprefix("Error: ")
+            for x in result.stderr.splitlines()
+            if x.removeprefix("Error: ").startswith(f"{target}/")
+        ]
         assert ours, result.stderr
         for line in ours:
             assert ": found " in line and "; fix: " in line, line

@@ -41,16 +41,34 @@ def test_ansible_vault_cli_reads_what_fedictl_writes(password_file: Path, tmp_pa
     path = tmp_path / "vault.yml"
     vault.write_vault(path, {"vault_a": "hello"}, vault.load_secret(password_file))
     shown = subprocess.run(
-        [ansible_tool("ansible-vault"), "view", "--vault-password-file", str(password_file),
-         str(path)], capture_output=True, text=True, check=True).stdout
+        [
+            ansible_tool("ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(password_file),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert shown == "vault_a: hello\n"
 
 
 def test_fedictl_reads_what_ansible_vault_cli_writes(password_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "vault.yml"
     path.write_text("vault_b: world\n")
-    subprocess.run([ansible_tool("ansible-vault"), "encrypt", "--vault-password-file",
-                    str(password_file), str(path)], capture_output=True, check=True)
+    subprocess.run(
+        [
+            ansible_tool("ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(password_file),
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+    )
     assert vault.read_vault(path, vault.load_secret(password_file)) == {"vault_b": "world"}
 
 
