@@ -628,6 +628,9 @@ class Lab:
         nspawn = [
             "systemd-nspawn", "--boot", f"--machine={host.name}", f"--hostname={host.name}",
             "--register=no", "--keep-unit",
+            # The guest's network namespace is its own, so it may manage it: nftables firewalls
+            # and fail2ban bans load for real, as on a server.
+            "--capability=CAP_NET_ADMIN",
             f"--network-namespace-path=/run/netns/{self._netns(host.name)}",
             "--console=read-only", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "-D", str(hdir / "root"),

@@ -235,3 +235,14 @@ def test_a_taken_name_is_refused(two_hosts: list[dict[str, object]]) -> None:
     result = CliRunner().invoke(cli, ["lab", "up", "pt-lab-a"])
     assert result.exit_code == 2
     assert "already taken" in result.output and "fedictl lab down pt-lab-a" in result.output
+
+
+@needs_lab
+def test_guests_manage_their_own_network_namespace_only(two_hosts: list[dict[str, object]]) -> None:
+    # Firewalls and fail2ban need CAP_NET_ADMIN; the guest has it in its own namespace only.
+    argv = Lab().ssh_argv("pt-lab-a", ["ip", "link", "set", "dev", "lo", "mtu", "1500"])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    check = Lab().ssh_argv("pt-lab-a", ["cat", "/sys/class/net/lo/mtu"])
+    assert subprocess.run(check, capture_output=True, text=True).stdout.strip() == "1500"
+    assert Path("/sys/class/net/lo/mtu").read_text().strip() != "1500"  # this machine's lo
