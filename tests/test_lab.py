@@ -243,6 +243,6 @@ def test_guests_manage_their_own_network_namespace_only(two_hosts: list[dict[str
     argv = Lab().ssh_argv("pt-lab-a", ["ip", "link", "set", "dev", "lo", "mtu", "1500"])
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
-    check = Lab().ssh_argv("pt-lab-a", ["cat", "/sys/class/net/lo/mtu"])
-    assert subprocess.run(check, capture_output=True, text=True).stdout.strip() == "1500"
+    check = Lab().ssh_argv("pt-lab-a", ["ip", "-o", "link", "show", "dev", "lo"])
+    assert " mtu 1500 " in subprocess.run(check, capture_output=True, text=True).stdout
     assert Path("/sys/class/net/lo/mtu").read_text().strip() != "1500"  # this machine's lo
