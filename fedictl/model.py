@@ -18,6 +18,8 @@ from fedictl.errors import ValidationError
 
 APPS = ("mastodon", "peertube", "pixelfed")
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# For throwaway hosts only (host_key_checking: false): their host key is new on every boot.
+LAB_SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 # Host groups of hosts.yml, all children of ``fediverse``. ``web`` is the reverse proxy.
 GROUPS = ("database", "cache", "web", *APPS, "workers")
 ROLES = ("database", "cache", "web", "app", "workers")
@@ -29,6 +31,22 @@ class Server:
     address: str
     user: str = "root"
     port: int = 22
+    identity_file: str = ""  # SSH private key to log in with (empty: ssh's own default)
+    # False only for throwaway hosts whose host key changes on every boot (fedictl lab).
+    host_key_checking: bool = True
+
+    def host_vars(self) -> dict[str, Any]:
+        """This server's connection settings as hosts.yml host variables."""
+        out: dict[str, Any] = {
+            "ansible_host": self.address,
+            "ansible_user": self.user,
+            "ansible_port": self.port,
+        }
+        if self.identity_file:
+            out["ansible_ssh_private_key_file"] = self.identity_file
+        if not self.host_key_checking:
+            out["ansible_ssh_common_args"] = LAB_SSH_ARGS
+        return out
 
 
 @dataclass
@@ -132,6 +150,7 @@ class Organisation:
     admin_email: str
     servers: list[Server]
     apps: dict[str, Mastodon | PeerTube | Pixelfed]
+    admin_ssh_keys: list[str] = field(default_factory=list)
     placement: Placement = field(default_factory=Placement)
     smtp: Smtp = field(default_factory=Smtp)
     acme: Acme = field(default_factory=Acme)
@@ -148,10 +167,7 @@ class Organisation:
     # --- inventory data -----------------------------------------------------------------------
 
     def hosts_yml(self) -> dict[str, Any]:
-        hosts = {
-            s.name: {"ansible_host": s.address, "ansible_user": s.user, "ansible_port": s.port}
-            for s in self.servers
-        }
+        hosts = {s.name: s.host_vars() for s in self.servers}
         children: dict[str, Any] = {}
         for group in GROUPS:
             role = "app" if group in APPS else group
@@ -173,6 +189,7 @@ class Organisation:
         return {
             "fedictl_org_name": self.org_name,
             "fedictl_admin_email": self.admin_email,
+            "fedictl_admin_ssh_keys": list(self.admin_ssh_keys),
             "fedictl_apps": apps,
             "fedictl_smtp": smtp,
             "fedictl_acme": dataclasses.asdict(self.acme),
@@ -266,6 +283,7 @@ class _Collector:
 _TOP_KEYS = (
     "org_name",
     "admin_email",
+    "admin_ssh_keys",
     "apps",
     "servers",
     "placement",
@@ -298,6 +316,14 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
         return ""
 
     org_name, admin_email = text("org_name"), text("admin_email")
+    admin_ssh_keys: list[str] = []
+    raw_keys = answers.get("admin_ssh_keys")
+    if isinstance(raw_keys, str):
+        raw_keys = [raw_keys]
+    if isinstance(raw_keys, list) and all(isinstance(k, str) for k in raw_keys):
+        admin_ssh_keys = [k.strip() for k in raw_keys if k.strip()]
+    elif raw_keys is not None:
+        c.add("admin_ssh_keys", _describe(raw_keys), "write a list of SSH public keys")
 
     apps: dict[str, Mastodon | PeerTube | Pixelfed] = {}
     raw_apps = answers.get("apps")
@@ -335,6 +361,7 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
         admin_email=admin_email,
         servers=servers,
         apps=apps,
+        admin_ssh_keys=admin_ssh_keys,
         placement=c.build(Placement, answers.get("placement"), "placement"),
         smtp=c.build(Smtp, answers.get("smtp"), "smtp", secret=("password",)),
         acme=c.build(Acme, answers.get("acme"), "acme"),

@@ -49,6 +49,12 @@ _S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
 _FIX_SECRET = "run `fedictl secrets ensure -i INVENTORY` to generate it"  # noqa: S105 - advice, not a secret
 
 
+_SSH_KEY_RE = re.compile(
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
+    r"@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?"
+)
+
+
 def describe(value: object) -> str:
     if value is None or value == "":
         return "nothing"
@@ -143,6 +149,22 @@ class _Checker:
             is_email,
             "an e-mail address like admin@example.org",
         )
+        keys = v.get("fedictl_admin_ssh_keys")
+        if not isinstance(keys, list) or not keys:
+            self.add(
+                "fedictl_admin_ssh_keys",
+                describe(keys),
+                "list your SSH public key(s) (e.g. the line in ~/.ssh/id_ed25519.pub); "
+                "servers get password logins switched off",
+            )
+        else:
+            for index, key in enumerate(keys):
+                if not (isinstance(key, str) and _SSH_KEY_RE.fullmatch(key.strip())):
+                    self.add(
+                        f"fedictl_admin_ssh_keys[{index}]",
+                        describe(key),
+                        "write one SSH public key: 'ssh-ed25519 AAAA... comment'",
+                    )
         apps = self.apps()
         self.smtp()
         self.acme()

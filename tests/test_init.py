@@ -136,11 +136,15 @@ def test_existing_vault_password_file_is_used_and_not_changed(
     assert str(given) in result.stderr
 
 
-def test_non_interactive_with_flags_only(project: Project) -> None:
+def test_non_interactive_with_flags_only(project: Project, tmp_path: Path) -> None:
+    pub = tmp_path / "admin.pub"
+    pub.write_text(example_answers()["admin_ssh_keys"][0] + "\n")
     result = project.invoke(
         "init",
         "flags",
         "--no-input",
+        "--admin-ssh-key",
+        str(pub),
         "--org-name",
         "Flag Org",
         "--admin-email",
@@ -162,6 +166,7 @@ def test_non_interactive_with_flags_only(project: Project) -> None:
     )
     assert result.exit_code == 0, result.output
     main = project.main_vars("flags")
+    assert main["fedictl_admin_ssh_keys"] == example_answers()["admin_ssh_keys"]
     assert main["fedictl_apps"]["peertube"]["enabled"] is True
     assert main["fedictl_apps"]["mastodon"]["enabled"] is False
     assert main["fedictl_smtp"]["from_address"] == "notifications@video.flags.test"
@@ -187,6 +192,7 @@ def test_non_interactive_lists_every_missing_answer(project: Project) -> None:
 def test_interactive_prompts_with_defaults(project: Project) -> None:
     lines = [
         "mastodon,pixelfed",  # apps
+        example_answers()["admin_ssh_keys"][0],  # admin SSH key
         "",  # server name (default NAME1)
         "203.0.113.5",  # address
         "",  # ssh user (root)
@@ -308,3 +314,27 @@ def test_bad_inventory_name(project: Project) -> None:
     result = project.invoke("init", "../escape", "--no-input")
     assert result.exit_code == 2
     assert "inventory name" in result.stderr
+
+
+def test_admin_ssh_keys_are_required_and_checked(project: Project) -> None:
+    answers = example_answers()
+    answers["admin_ssh_keys"] = ["not a key"]
+    result = project.init(answers)
+    assert result.exit_code == 2
+    assert "admin_ssh_keys[0]: found 'not a key'" in result.stderr
+    del answers["admin_ssh_keys"]
+    result = project.init(answers)
+    assert result.exit_code == 2
+    assert "admin_ssh_keys: found []" in result.stderr
+
+
+def test_lab_servers_get_their_key_and_no_host_key_pinning(project: Project) -> None:
+    answers = example_answers()
+    answers["servers"][0].update(identity_file="/var/lib/fedictl/lab/id_ed25519",
+                                 host_key_checking=False)  # fmt: skip
+    result = project.init(answers)
+    assert result.exit_code == 0, result.output
+    hosts = yaml.safe_load((project.inventory() / inventory.HOSTS).read_text())
+    lab1 = hosts["all"]["children"]["fediverse"]["hosts"]["lab1"]
+    assert lab1["ansible_ssh_private_key_file"] == "/var/lib/fedictl/lab/id_ed25519"
+    assert "StrictHostKeyChecking=no" in lab1["ansible_ssh_common_args"]

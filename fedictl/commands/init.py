@@ -163,7 +163,26 @@ SERVER_FLAGS = {
     "address": "--server-address",
     "user": "--ssh-user",
     "port": "--ssh-port",
+    "identity_file": "--ssh-identity-file",
 }
+
+
+def _public_key(value: str) -> str:
+    """A public key given as itself or as the path of a .pub file."""
+    path = Path(value).expanduser()
+    if value.endswith(".pub") and path.is_file():
+        return path.read_text().strip().splitlines()[0]
+    return value.strip()
+
+
+def _ask_admin_keys(answers: Answers) -> None:
+    default = Path("~/.ssh/id_ed25519.pub").expanduser()
+    raw = click.prompt(
+        "Admin SSH public key, or a .pub file (password logins get switched off)",
+        default=str(default) if default.is_file() else None,
+        err=True,
+    )
+    answers["admin_ssh_keys"] = [_public_key(str(raw))]
 
 
 def _param(flag: str) -> str:
@@ -242,6 +261,10 @@ def collect(name: str, answers: Answers, flags: dict[str, Any], interactive: boo
         answers["apps"] = {a: apps.get(a) or {} for a in flags["app"]}
     elif "apps" not in answers and interactive:
         _ask_apps(answers)
+    if flags.get("admin_ssh_key"):
+        answers["admin_ssh_keys"] = [_public_key(k) for k in flags["admin_ssh_key"]]
+    elif "admin_ssh_keys" not in answers and interactive:
+        _ask_admin_keys(answers)
     server = {k: flags[_param(f)] for k, f in SERVER_FLAGS.items() if flags.get(_param(f))}
     if server:
         server.setdefault("name", f"{name}1")
@@ -360,6 +383,12 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--s3/--no-s3", default=None, help="Media in S3-compatible storage [answers: s3.enabled]"
+)
+@click.option(
+    "--admin-ssh-key",
+    multiple=True,
+    metavar="KEY|FILE.pub",
+    help="Admin SSH public key, or its .pub file (repeatable) [answers: admin_ssh_keys]",
 )
 @_options
 def init(
