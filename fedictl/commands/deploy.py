@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -30,6 +31,12 @@ from fedictl.model import APPS
 )
 @click.argument("ansible_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ANSIBLE_ARGS]")
 @click.pass_context
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the per-host summary as JSON to this file (for scripts and CI).",
+)
 def deploy(
     ctx: click.Context,
     inventory_arg: str,
@@ -40,6 +47,7 @@ def deploy(
     limit: str | None,
     tags: str | None,
     print_command: bool,
+    summary_json: Path | None,
     ansible_args: tuple[str, ...],
 ) -> None:
     """Validate the inventory, then run playbooks/site.yml (or the app's playbook).
@@ -75,6 +83,10 @@ def deploy(
         click.echo(shlex.join(deployment.argv()))
         return
     result = runner.run(deployment)
+    if summary_json is not None:
+        summary_json.write_text(
+            json.dumps({"exit_code": result.exit_code, "hosts": result.summary})
+        )
     for line in runner.format_summary(result):
         click.echo(line)
     ctx.exit(result.exit_code)
