@@ -1,0 +1,85 @@
+"""Benchmark: the `infra` scenario's converge against a bare `apt-get install` of the same packages.
+
+Targets (issue: nginx + infra): fresh converge <= 1.5 x the bare apt-get install of the packages it
+installs, on a fresh lab host; a no-op re-converge <= 10 s.
+Run as root after scripts/setup, with no `infra` hosts up:  .venv/bin/python bench/infra_converge.py
+Each figure is the wall time of the whole command as a user runs it (`molecule converge -s infra`,
+`fedictl lab ssh HOST -- apt-get ...`). Results: bench/README.md.
+
+The package list is measured, not typed in: `apt-mark showmanual` on the converged in-web minus the
+same list on a fresh host. The apt proxy is warm for both runs (the converge filled it), so the
+comparison is dpkg work against dpkg work plus Ansible's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+FEDICTL = str(VENV_BIN / "fedictl")
+MOLECULE = str(VENV_BIN / "molecule")
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_HOST = "in-bench"
+
+
+def run(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def timed(argv: list[str]) -> float:
+    start = time.monotonic()
+    run(argv)
+    return time.monotonic() - start
+
+
+def manual_packages(host: str) -> set[str]:
+    return set(run([FEDICTL, "lab", "ssh", host, "--", "apt-mark", "showmanual"]).split())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keep", action="store_true", help="leave the infra hosts up afterwards")
+    args = parser.parse_args()
+    molecule = [MOLECULE]
+    try:
+        run([*molecule, "create", "-s", "infra"])  # boots in-acme and in-web, prepare starts pebble
+        fresh = timed([*molecule, "converge", "-s", "infra"])
+        noop = timed([*molecule, "converge", "-s", "infra"])
+        print(f"fresh converge {fresh:.1f} s, no-op re-converge {noop:.1f} s", file=sys.stderr)
+        converged = manual_packages("in-web")
+    finally:
+        if not args.keep:
+            run([*molecule, "destroy", "-s", "infra"])
+    try:
+        run([FEDICTL, "lab", "up", BENCH_HOST])
+        packages = sorted(converged - manual_packages(BENCH_HOST))
+        bare = timed(
+            [FEDICTL, "lab", "ssh", BENCH_HOST, "--",  # one string, for the remote shell
+             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+             + " ".join(packages) + " >/dev/null"]
+        )  # fmt: skip
+    finally:
+        subprocess.run([FEDICTL, "lab", "down", BENCH_HOST], capture_output=True, check=False)
+
+    ratio = fresh / bare
+    print(f"packages the converge installs ({len(packages)}): {' '.join(packages)}")
+    print(f"bare apt-get install on a fresh host  {bare:6.1f} s")
+    verdict = "OK" if ratio <= 1.5 else "MISSED"
+    print(
+        f"fresh converge (molecule converge)    {fresh:6.1f} s  ratio {ratio:.2f} (<=1.5) {verdict}"
+    )
+    verdict = "OK" if noop <= 10 else "MISSED"
+    print(f"no-op re-converge                     {noop:6.1f} s  target <= 10 s  {verdict}")
+    return 0 if ratio <= 1.5 and noop <= 10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
