@@ -86,8 +86,17 @@ def password_file_for(inventory: Path, given: Path | None) -> Path:
 # --- writing -----------------------------------------------------------------------------------
 
 
+class _Dumper(yaml.SafeDumper):
+    """Indents list items under their key, as yamllint (and ansible-lint) expect."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def _dump(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
 
 
 def vault_order(data: dict[str, Any]) -> dict[str, Any]:
