@@ -29,7 +29,9 @@ def run_converge(*extra: str) -> dict[str, dict[str, int]]:
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"{argv} printed no JSON (rc={proc.returncode}): {proc.stderr}") from exc
+        raise AssertionError(
+            f"{argv} printed no JSON (rc={proc.returncode}): {proc.stderr}"
+        ) from exc
     stats: dict[str, dict[str, int]] = report["stats"]
     return stats
 
