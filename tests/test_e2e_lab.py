@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _inventory_helpers import REPO, Project, example_answers
+from _inventory_helpers import REPO, Project, all_secret_values, example_answers
 from click.testing import CliRunner
 
 from fedictl.lab import Host, Lab
@@ -75,6 +75,8 @@ def test_init_validate_and_deploy_check_on_a_fresh_lab_host(host: Host, project:
     stats = summary["hosts"][host.name]
     assert stats["failed"] == 0 and stats["unreachable"] == 0, stats
     assert stats["ok"] > 10
+    leaked = [v for v in all_secret_values(project) if v in deploy.output + validate.output]
+    assert not leaked, "a secret value appeared in the output"
 
     # Check mode changed nothing on the server: the firewall package is still not installed.
     probe = Lab().ssh_argv(host.name, ["dpkg-query", "-W", "-f=${Status}", "nftables"])
