@@ -122,6 +122,12 @@ def test_list_with_no_lab_is_empty_json(tmp_path: Path, monkeypatch: pytest.Monk
 NAMES = ["pt-lab-a", "pt-lab-b"]
 
 
+def _on(name: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command on a lab host over SSH."""
+    argv = Lab().ssh_argv(name, list(command))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
 def _ssh(name: str, script: str) -> subprocess.CompletedProcess[str]:
     """Run a Python script on a lab host (fed on stdin: ssh joins argv into one shell line)."""
     argv = Lab().ssh_argv(name, ["python3", "-"])
@@ -168,11 +174,9 @@ def test_hosts_reach_each_other_by_name_and_alias(two_hosts: list[dict[str, obje
 
 @needs_lab
 def test_guests_run_systemd_as_pid1(two_hosts: list[dict[str, object]]) -> None:
-    argv = Lab().ssh_argv("pt-lab-a", ["systemctl", "is-system-running", "--wait"])
-    state = subprocess.run(argv, capture_output=True, text=True, timeout=90).stdout.strip()
+    state = _on("pt-lab-a", "systemctl", "is-system-running", "--wait", timeout=90).stdout.strip()
     assert state in {"running", "degraded"}, state
-    argv = Lab().ssh_argv("pt-lab-a", ["hostname"])
-    assert subprocess.run(argv, capture_output=True, text=True).stdout.strip() == "pt-lab-a"
+    assert _on("pt-lab-a", "hostname").stdout.strip() == "pt-lab-a"
 
 
 @needs_lab
@@ -240,9 +244,7 @@ def test_a_taken_name_is_refused(two_hosts: list[dict[str, object]]) -> None:
 @needs_lab
 def test_guests_manage_their_own_network_namespace_only(two_hosts: list[dict[str, object]]) -> None:
     # Firewalls and fail2ban need CAP_NET_ADMIN; the guest has it in its own namespace only.
-    argv = Lab().ssh_argv("pt-lab-a", ["ip", "link", "set", "dev", "lo", "mtu", "1500"])
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    proc = _on("pt-lab-a", "ip", "link", "set", "dev", "lo", "mtu", "1500")
     assert proc.returncode == 0, proc.stderr
-    check = Lab().ssh_argv("pt-lab-a", ["ip", "-o", "link", "show", "dev", "lo"])
-    assert " mtu 1500 " in subprocess.run(check, capture_output=True, text=True).stdout
+    assert " mtu 1500 " in _on("pt-lab-a", "ip", "-o", "link", "show", "dev", "lo").stdout
     assert Path("/sys/class/net/lo/mtu").read_text().strip() != "1500"  # this machine's lo
