@@ -30,6 +30,27 @@ _RESTIC_RE = re.compile(r"(?:/\S+|(?:sftp|rest|s3|b2|azure|gs|swift|rclone):\S+)
 _URL_RE = re.compile(r"https://(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:/\S*)?")
 # Optional per-app settings the playbooks read (playbooks/database.yml): name -> allowed range.
 _OPTIONAL_APP_KEYS = {"db_connections": (1, 10000)}
+_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_USERNAME_RE = re.compile(r"[a-z0-9_]{1,30}")
+# Optional per-app text settings (read by playbooks/vars/APP.yml): name -> check, fix.
+_OPTIONAL_APP_TEXT: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
+    "mastodon": {
+        "release_archive": (
+            lambda x: isinstance(x, str) and not x.startswith("http://"),
+            "a release archive's path on this machine or an https:// URL (docs/mastodon.md)",
+        ),
+        "release_archive_checksum": (
+            lambda x: x == "" or (isinstance(x, str) and bool(_SHA256_RE.fullmatch(x))),
+            "sha256:<64 lowercase hex digits>, the archive's checksum",
+        ),
+        "ruby_source": (lambda x: x in ("rbenv", "debian"), "rbenv or debian"),
+        "nodejs_source": (lambda x: x in ("nodesource", "debian"), "nodesource or debian"),
+        "owner_username": (
+            lambda x: isinstance(x, str) and bool(_USERNAME_RE.fullmatch(x)),
+            "1-30 lowercase letters, digits or '_' (the owner account's username)",
+        ),
+    },
+}
 SMTP_TLS = ("starttls", "tls", "none")
 REDIS_DBS = 16  # redis.conf `databases 16`
 _APP_PORTS = {"mastodon": ("web_port", "streaming_port"), "peertube": ("port",)}
@@ -184,7 +205,12 @@ class _Checker:
                 )
                 continue
             key = f"fedictl_apps.{name}"
-            known = ["enabled", *APP_CLASSES[name].__dataclass_fields__, *_OPTIONAL_APP_KEYS]
+            known = [
+                "enabled",
+                *APP_CLASSES[name].__dataclass_fields__,
+                *_OPTIONAL_APP_KEYS,
+                *_OPTIONAL_APP_TEXT.get(name, {}),
+            ]
             settings = self.mapping(key, raw[name], known)
             flag = settings.get("enabled", False)
             if not isinstance(flag, bool):
@@ -245,6 +271,19 @@ class _Checker:
         for field, (low, high) in _OPTIONAL_APP_KEYS.items():
             if field in s:
                 self.integer(f"{key}.{field}", s[field], low, high)
+        for field, (ok, what) in _OPTIONAL_APP_TEXT.get(name, {}).items():
+            if field in s:
+                self.text(f"{key}.{field}", s[field], ok, what)
+        if (
+            name == "mastodon"
+            and s.get("release_archive", "").startswith("https://")
+            and not s.get("release_archive_checksum")
+        ):
+            self.add(
+                f"{key}.release_archive_checksum",
+                "nothing, for an https:// archive",
+                "set it to sha256:<hex> of the archive (sha256sum prints it)",
+            )
 
     def collisions(self, enabled: dict[str, dict[str, Any]]) -> None:
         """Domains, DB names/users and Redis DBs are shared namespaces; ports are per host."""
