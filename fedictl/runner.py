@@ -37,9 +37,12 @@ class Deployment:
     limit: str | None = None
     tags: str | None = None
     extra: list[str] = field(default_factory=list)  # passed through after `--`
+    playbook_name: str | None = None  # another playbook than the app's or site.yml
 
     @property
     def playbook(self) -> str:
+        if self.playbook_name:
+            return self.playbook_name
         return f"playbooks/{self.app}.yml" if self.app else "playbooks/site.yml"
 
     def argv(self) -> list[str]:

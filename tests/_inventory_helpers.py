@@ -85,7 +85,7 @@ class Project:
 def project_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
     root = tmp_path / "project"
     (root / "playbooks").mkdir(parents=True)
-    for playbook in ("site", "mastodon", "peertube", "pixelfed"):
+    for playbook in ("site", "mastodon", "peertube", "pixelfed", "upgrade"):
         (root / "playbooks" / f"{playbook}.yml").write_text("[]\n")
     config = tmp_path / "config"
     monkeypatch.setenv("FEDICTL_ROOT", str(root))
