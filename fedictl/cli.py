@@ -44,13 +44,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from fedictl.commands import deploy, init, lab, secrets, upgrade, validate
+    from fedictl.commands import check, deploy, init, lab, secrets, upgrade, validate
 
     cli.add_command(lab.lab)
     cli.add_command(init.init)
     cli.add_command(validate.validate)
     cli.add_command(secrets.secrets_group)
     cli.add_command(deploy.deploy)
+    cli.add_command(check.check_command)
     cli.add_command(upgrade.upgrade_cmd)
 
 
