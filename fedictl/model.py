@@ -105,6 +105,8 @@ class Smtp:
 class Acme:
     email: str = ""
     directory_url: str = LETSENCRYPT
+    # PEM file of a private ACME CA's API certificate, for certbot (lab CAs); empty = public CA.
+    ca_file: str = ""
 
 
 @dataclass
@@ -192,7 +194,7 @@ class Organisation:
             "fedictl_admin_ssh_keys": list(self.admin_ssh_keys),
             "fedictl_apps": apps,
             "fedictl_smtp": smtp,
-            "fedictl_acme": dataclasses.asdict(self.acme),
+            "fedictl_acme": {k: v for k, v in dataclasses.asdict(self.acme).items() if v != ""},
             "fedictl_backup": dataclasses.asdict(self.backup),
             "fedictl_s3": s3,
         }

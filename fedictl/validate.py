@@ -65,7 +65,7 @@ _APP_DOMAINS = {
     "pixelfed": ("domain",),
 }
 _SMTP_KEYS = ("host", "port", "user", "from_address", "tls")
-_ACME_KEYS = ("email", "directory_url")
+_ACME_KEYS = ("email", "directory_url", "ca_file")
 _S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
 _FIX_SECRET = "run `fedictl secrets ensure -i INVENTORY` to generate it"  # noqa: S105 - advice, not a secret
 
@@ -89,6 +89,15 @@ def is_domain(value: object) -> bool:
 
 def is_email(value: object) -> bool:
     return isinstance(value, str) and bool(_EMAIL_RE.fullmatch(value))
+
+
+def _is_pem_file(value: object) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        return "-----BEGIN CERTIFICATE-----" in Path(value).expanduser().read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _int(value: object) -> int | None:
@@ -392,6 +401,13 @@ class _Checker:
             lambda x: isinstance(x, str) and bool(_URL_RE.fullmatch(x)),
             "an https:// ACME directory URL (default Let's Encrypt production)",
         )
+        if "ca_file" in a:
+            self.text(
+                "fedictl_acme.ca_file",
+                a.get("ca_file"),
+                _is_pem_file,
+                "the path of a PEM file with the private ACME CA's certificate (lab CAs only)",
+            )
 
     def backup(self) -> None:
         b = self.mapping(
