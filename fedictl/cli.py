@@ -44,7 +44,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from fedictl.commands import check, deploy, init, lab, secrets, upgrade, validate
+    from fedictl.commands import backup, check, deploy, init, lab, secrets, upgrade, validate
 
     cli.add_command(lab.lab)
     cli.add_command(init.init)
@@ -53,6 +53,7 @@ def _register() -> None:
     cli.add_command(deploy.deploy)
     cli.add_command(check.check_command)
     cli.add_command(upgrade.upgrade_cmd)
+    cli.add_command(backup.backup_group)
 
 
 _register()
