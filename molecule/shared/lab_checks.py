@@ -7,8 +7,11 @@ callback (never by matching text). A converged host must report ``changed == 0``
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -38,3 +41,32 @@ def run_converge(*extra: str) -> dict[str, dict[str, int]]:
 
 def check_mode_changes() -> dict[str, dict[str, int]]:
     return run_converge("--check", "--diff")
+
+
+def run_playbook(playbook: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run a project playbook against the scenario's inventory, as `fedictl` would; output kept."""
+    argv = [
+        "ansible-playbook",
+        "--inventory",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        *extra,
+        str(playbook),
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def https_get(
+    address: str, host: str, path: str, cafile: str, timeout: float = 15
+) -> tuple[int, dict[str, str], bytes]:
+    """GET https://host/path from the lab address, verifying the certificate against cafile."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = http.client.HTTPSConnection(address, 443, context=ctx, timeout=timeout)
+    # SNI and certificate name checks use the site's name, not the lab address.
+    conn.sock = ctx.wrap_socket(
+        socket.create_connection((address, 443), timeout=timeout), server_hostname=host
+    )
+    conn.request("GET", path, headers={"Host": host})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body

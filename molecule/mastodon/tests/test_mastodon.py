@@ -1,0 +1,352 @@
+"""Mastodon on a lab host, end to end: install, seed, upgrade, failed upgrade with rollback.
+
+converge.yml ran the whole site.yml with the stand-in release v4.5.13 (tests/standin/, test-only).
+The tests run in file order: the later ones upgrade the host (to v4.5.14, which must pass, then to
+the broken v4.5.15, which must roll back) through playbooks/upgrade.yml, exactly the playbook
+`fedictl upgrade mastodon` runs, and check what a visitor and the admin would see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import testinfra
+
+sys.path.insert(0, str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "molecule" / "shared"))
+from lab_checks import check_mode_changes, https_get, run_playbook
+
+testinfra_hosts = ["ms-web"]
+
+DOMAIN = "social.example.test"
+HOME = "/home/mastodon"
+ENV_FILE = f"{HOME}/shared/.env.production"
+MARKER = "/var/lib/fedictl/mastodon/version"
+BACKUPS = "/var/backups/fedictl/mastodon"
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+MEDIA_PATH = "media_attachments/files/000/000/001/original/fedictl-test.bin"
+UNITS = ["mastodon-web", "mastodon-sidekiq", "mastodon-streaming@4000"]
+# Upstream's sandboxing of dist/mastodon-web.service at v4.6.5, as listed in
+# ../shared/upstream/mastodon.md §4.1: the reference our units' exposure must not exceed.
+UPSTREAM_WEB_SANDBOX = """
+ProcSubset=pid
+ProtectProc=invisible
+CapabilityBoundingSet=
+NoNewPrivileges=true
+ProtectSystem=strict
+PrivateTmp=true
+PrivateDevices=true
+PrivateUsers=true
+ProtectHostname=true
+ProtectKernelLogs=true
+ProtectKernelModules=true
+ProtectKernelTunables=true
+ProtectControlGroups=true
+RestrictAddressFamilies=AF_INET
+RestrictAddressFamilies=AF_INET6
+RestrictAddressFamilies=AF_NETLINK
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=true
+LockPersonality=true
+RestrictRealtime=true
+RestrictSUIDSGID=true
+RemoveIPC=true
+PrivateMounts=true
+ProtectClock=true
+SystemCallArchitectures=native
+SystemCallFilter=~@cpu-emulation @debug @keyring @ipc @mount @obsolete @privileged @setuid
+SystemCallFilter=@chown
+SystemCallFilter=pipe
+SystemCallFilter=pipe2
+ReadWritePaths=/home/mastodon/live
+"""
+
+
+def _lab_host(name: str) -> testinfra.host.Host:
+    return testinfra.get_host(
+        f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
+    )
+
+
+@cache
+def _vars() -> dict[str, object]:
+    found: dict[str, object] = _lab_host("ms-web").ansible.get_variables()
+    return found
+
+
+@cache
+def _address() -> str:
+    return str(_vars()["ansible_host"])
+
+
+def _pebble_root() -> str:
+    """pebble's root (it signs the site's certificate), kept here by playbooks/lab-acme.yml."""
+    return str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "acme" / "root.pem")
+
+
+def _get(path: str) -> tuple[int, dict[str, str], bytes]:
+    return https_get(_address(), DOMAIN, path, _pebble_root())
+
+
+def _instance_version() -> str:
+    status, _, body = _get(f"/api/v2/instance?t={os.urandom(4).hex()}")
+    assert status == 200, body[:300]
+    return str(json.loads(body)["version"])
+
+
+def _psql(host: testinfra.host.Host, sql: str) -> str:
+    cmd = host.run("runuser -u postgres -- psql --no-psqlrc -tA -d mastodon_production -c %s", sql)
+    assert cmd.rc == 0, cmd.stderr
+    return str(cmd.stdout.strip())
+
+
+def _statuses_fingerprint(host: testinfra.host.Host) -> str:
+    return _psql(
+        host,
+        "SELECT count(*) || ':' || md5(coalesce(string_agg(id || '|' || text, ','"
+        " ORDER BY id), ''))"
+        " FROM statuses",
+    )
+
+
+def _secrets() -> list[str]:
+    return [
+        str(v)
+        for k, v in _vars().items()
+        if k.startswith("vault_") and isinstance(v, str) and len(v) >= 16
+    ]
+
+
+def _upgrade(version: str, archive_version: str) -> str:
+    """Run playbooks/upgrade.yml as `fedictl upgrade mastodon --to VERSION` does; return output."""
+    standin = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "standin"
+    archive = standin / f"mastodon-standin-{archive_version}.tar.gz"
+    checksum_file = standin / f"mastodon-standin-{archive_version}.tar.gz.sha256"
+    checksum = checksum_file.read_text().split()[0]
+    proc = run_playbook(
+        PROJECT / "playbooks" / "upgrade.yml",
+        "--extra-vars",
+        json.dumps(
+            {
+                "mastodon_version": version,
+                "mastodon_release_archive": str(archive),
+                "mastodon_release_archive_checksum": f"sha256:{checksum}",
+            }
+        ),
+    )
+    output = proc.stdout + proc.stderr
+    for secret in _secrets():
+        assert secret not in output, "a vault value appears in the upgrade's output"
+    return f"rc={proc.returncode}\n{output}"
+
+
+# --- v4.5.13 as installed by converge ---------------------------------------------------------
+
+
+def test_v1_is_served_over_tls_through_nginx(host: testinfra.host.Host) -> None:
+    # `host` (unused) keeps every test of this file parametrized alike, so they run in file order.
+    status, _, body = _get("/health")
+    assert (status, body.strip()) == (200, b"OK")
+    status, _, body = _get("/api/v1/streaming/health")
+    assert (status, body.strip()) == (200, b"OK")
+    assert _instance_version() == "4.5.13"
+
+
+def test_http_redirects_to_https(host: testinfra.host.Host) -> None:
+    out = host.run(
+        f"curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' http://{DOMAIN}/about"
+    )
+    assert out.stdout == f"301 https://{DOMAIN}/about"
+
+
+def test_release_layout(host: testinfra.host.Host) -> None:
+    live = host.file(f"{HOME}/live")
+    assert live.is_symlink and live.linked_to == f"{HOME}/releases/v4.5.13"
+    assert host.file(f"{HOME}/releases/v4.5.13/.env.production").linked_to == ENV_FILE
+    media = host.file(f"{HOME}/releases/v4.5.13/public/system")
+    assert media.linked_to == f"{HOME}/shared/public/system"
+    assert host.file(MARKER).content_string.strip() == "v4.5.13"
+
+
+def test_env_file_is_private_and_complete(host: testinfra.host.Host) -> None:
+    env = host.file(ENV_FILE)
+    assert (env.user, env.group, env.mode) == ("mastodon", "mastodon", 0o600)
+    content = env.content_string
+    assert "LOCAL_DOMAIN=social.example.test" in content
+    assert "REDIS_DB=1" in content
+    assert "DB_HOST=/var/run/postgresql" in content
+    # Settings upstream treats specially are absent unless set.
+    assert "AUTHORIZED_FETCH" not in content
+    assert "WEB_DOMAIN" not in content
+    assert "REDIS_NAMESPACE" not in content
+
+
+def test_units_run_under_the_service_user(host: testinfra.host.Host) -> None:
+    for unit in UNITS:
+        service = host.service(unit)
+        assert service.is_running and service.is_enabled, unit
+    # The processes upstream's units start: Puma, Sidekiq and node, as the mastodon user.
+    commands = " | ".join(p.args for p in host.process.filter(user="mastodon"))
+    for runner in ("puma", "sidekiq", "node"):
+        assert runner in commands, f"no {runner} process of the mastodon user: {commands}"
+    assert host.service("mastodon-maintenance@media-remove.timer").is_enabled
+    assert host.service("mastodon-maintenance@preview-cards-remove.timer").is_enabled
+
+
+def test_units_pass_systemd_analyze_verify(host: testinfra.host.Host) -> None:
+    units = [
+        "mastodon-web.service",
+        "mastodon-sidekiq.service",
+        "mastodon-streaming@4000.service",
+        "mastodon-streaming.service",
+        "mastodon-maintenance@media-remove.service",
+        "mastodon-maintenance@media-remove.timer",
+    ]
+    cmd = host.run("systemd-analyze verify " + " ".join(units))
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stderr.strip() == "", cmd.stderr
+
+
+def _exposure(host: testinfra.host.Host, unit: str) -> float:
+    out = host.check_output("systemd-analyze security --no-pager %s | tail -n 1", unit)
+    match = re.search(r"exposure level for \S+: ([0-9.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def test_units_are_no_more_exposed_than_upstreams(host: testinfra.host.Host) -> None:
+    reference = (
+        "[Unit]\nDescription=upstream reference (test only)\n[Service]\nType=simple\n"
+        "User=mastodon\nExecStart=/bin/sleep infinity\n" + UPSTREAM_WEB_SANDBOX
+    )
+    host.run(
+        "printf '%%s' %s > /run/systemd/system/fedictl-test-upstream-web.service"
+        " && systemctl daemon-reload",
+        reference,
+    )
+    try:
+        upstream = _exposure(host, "fedictl-test-upstream-web.service")
+    finally:
+        host.run(
+            "rm -f /run/systemd/system/fedictl-test-upstream-web.service && systemctl daemon-reload"
+        )
+    figures = {u: _exposure(host, f"{u}.service") for u in UNITS}
+    print(f"systemd-analyze security: upstream web reference {upstream}, ours {figures}")
+    for unit, exposure in figures.items():
+        assert exposure <= upstream, f"{unit}: exposure {exposure} > upstream's {upstream}"
+
+
+def test_owner_account_exists_once_with_its_password_for_root(host: testinfra.host.Host) -> None:
+    sql = "SELECT count(*) FROM accounts WHERE username = 'admin' AND domain IS NULL"
+    assert _psql(host, sql) == "1"
+    secret = host.file("/root/mastodon-owner-password")
+    assert (secret.user, secret.mode) == ("root", 0o600)
+    assert re.search(r"(?m)^password: [0-9a-f]{16,}$", secret.content_string)
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host: testinfra.host.Host) -> None:
+    # `host` keeps this test in file order (before the upgrades move the host past the pin).
+    stats = check_mode_changes()
+    assert stats["ms-web"]["changed"] == 0, stats
+    assert stats["ms-web"]["failures"] == 0, stats
+
+
+# --- Upgrades ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded(host: testinfra.host.Host) -> dict[str, str]:
+    """Rows and a media file put in before the upgrades, with their fingerprints."""
+    _psql(
+        host,
+        "INSERT INTO statuses (account_id, text, created_at)"
+        " SELECT a.id, 'seeded status ' || g, now() FROM accounts a, generate_series(1, 50) g"
+        " WHERE a.username = 'admin'",
+    )
+    media = f"{HOME}/shared/public/system/{MEDIA_PATH}"
+    host.run(
+        "install -d -o mastodon -g mastodon %s && head -c 65536 /dev/urandom > %s"
+        " && chown mastodon: %s && chmod 644 %s",
+        os.path.dirname(media),
+        media,
+        media,
+        media,
+    )
+    digest = host.check_output("sha256sum %s | cut -d' ' -f1", media)
+    return {"statuses": _statuses_fingerprint(host), "media": digest}
+
+
+def _media_digest_over_https() -> str:
+    status, _, body = _get(f"/system/{MEDIA_PATH}")
+    assert status == 200
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_preflight_refuses_a_target_whose_requirements_are_not_met(
+    host: testinfra.host.Host, seeded: dict[str, str]
+) -> None:
+    backups_before = host.run("ls %s 2>/dev/null | wc -l", BACKUPS).stdout.strip()
+    out = _upgrade("v4.6.5", "v4.5.14")  # 4.6 needs Node 22; Debian 13 ships 20
+    assert not out.startswith("rc=0"), out[-2000:]
+    assert "needs 22 or newer" in out, out[-2000:]
+    assert host.file(MARKER).content_string.strip() == "v4.5.13"
+    assert not host.file(f"{HOME}/releases/v4.6.5").exists
+    assert host.run("ls %s 2>/dev/null | wc -l", BACKUPS).stdout.strip() == backups_before
+
+
+def test_a_downgrade_is_refused(host: testinfra.host.Host) -> None:
+    out = _upgrade("v4.5.12", "v4.5.13")
+    assert not out.startswith("rc=0")
+    assert "newer than mastodon_version v4.5.12" in out, out[-2000:]
+
+
+def test_upgrade_to_v2_keeps_data_and_serves_v2(
+    host: testinfra.host.Host, seeded: dict[str, str]
+) -> None:
+    out = _upgrade("v4.5.14", "v4.5.14")
+    assert out.startswith("rc=0"), out[-3000:]
+    assert _instance_version() == "4.5.14"
+    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.5.14"
+    assert host.file(MARKER).content_string.strip() == "v4.5.14"
+    assert _statuses_fingerprint(host) == seeded["statuses"]
+    assert _media_digest_over_https() == seeded["media"]
+    # Both migration phases ran: v2's column (pre) and its post-deployment migration.
+    applied = _psql(host, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
+    assert (
+        _psql(
+            host,
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'statuses' AND column_name = 'language'",
+        )
+        == "1"
+    ), applied
+    # The old release stays for a rollback; a verified backup was taken first.
+    assert host.file(f"{HOME}/releases/v4.5.13").is_directory
+    dumps = host.check_output("ls %s/*-v4.5.13-to-v4.5.14/mastodon_production.dump", BACKUPS)
+    assert host.run("pg_restore --list %s", dumps).rc == 0
+    env_copy = host.file(dumps.rsplit("/", 1)[0] + "/env.production")
+    assert (env_copy.user, env_copy.mode) == ("root", 0o600)
+
+
+def test_failed_upgrade_rolls_back_to_v2(host: testinfra.host.Host, seeded: dict[str, str]) -> None:
+    migrations_before = _psql(host, "SELECT count(*) FROM schema_migrations")
+    out = _upgrade("v4.5.15", "v4.5.15-broken")
+    assert not out.startswith("rc=0"), out[-3000:]
+    assert "failed its health gate" in out and "Rolled back" in out, out[-3000:]
+    assert "Nothing was lost" in out
+    assert _instance_version() == "4.5.14"
+    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.5.14"
+    assert host.file(MARKER).content_string.strip() == "v4.5.14"
+    assert _statuses_fingerprint(host) == seeded["statuses"]
+    assert _media_digest_over_https() == seeded["media"]
+    # Only v3's pre-deployment migration ran (additive); its post-deployment one did not.
+    migrations_after = int(_psql(host, "SELECT count(*) FROM schema_migrations"))
+    assert migrations_after == int(migrations_before) + 1
+    for unit in UNITS:
+        assert host.service(unit).is_running, unit
