@@ -14,6 +14,7 @@ reason, never an exception. Imports no click; raises ``UsageError`` for bad inpu
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from urllib.parse import quote, urlsplit
 from fedictl.check_http import (
     Deadline,
     Network,
+    Pool,
     ProbeError,
     RedirectedAway,
     Response,
@@ -290,6 +292,11 @@ class Options:
     def wants(self, check: str, app: str) -> bool:
         return check in self.checks and APP_ONLY.get(check, app) == app
 
+    @functools.cached_property
+    def tls_context(self) -> ssl.SSLContext:
+        """One verifying context for every probe (``run`` makes it before any thread starts)."""
+        return verifying_context(self.ca_file)
+
 
 # --- web checks of one instance ------------------------------------------------------------------
 
@@ -385,9 +392,10 @@ class _WebChecks:
         self.i = instance
         self.o = options
         self.pool = pool
-        self.verify = verifying_context(options.ca_file)
+        self.verify = options.tls_context
         self.contexts: dict[str, ssl.SSLContext] = {}
         self.own_hosts = frozenset(instance.domains)
+        self.connections = Pool()
 
     def wants(self, check: str) -> bool:
         return self.o.wants(check, self.i.app)
@@ -415,6 +423,12 @@ class _WebChecks:
     # stages -----------------------------------------------------------------------------------
 
     def run(self) -> list[Result]:
+        try:
+            return self.stages()
+        finally:
+            self.connections.close()
+
+    def stages(self) -> list[Result]:
         out: list[Result] = []
         domains = self.i.domains
         lookups = [(d, self.pool.submit(self.dns, d)) for d in domains]
@@ -511,6 +525,7 @@ class _WebChecks:
             self.contexts.get(domain, self.verify),
             accept,
             self.own_hosts,
+            pool=self.connections,
         )
 
     # names and certificates -------------------------------------------------------------------
@@ -534,7 +549,9 @@ class _WebChecks:
     def tls(self, domain: str) -> tuple[list[Result], _Reach]:
         started = time.monotonic()
         try:
-            probe = probe_tls(self.o.network, domain, 443, self.verify, self.deadline())
+            probe = probe_tls(
+                self.o.network, domain, 443, self.verify, self.deadline(), self.connections
+            )
         except ProbeError as exc:
             failed = [
                 self.result(check, Status.CRIT, str(exc), "https-down", domain)
@@ -609,6 +626,7 @@ class _WebChecks:
             f"https://{domain}/",
             self.deadline(),
             self.contexts.get(domain, self.verify),
+            pool=self.connections,
         )
         value = f"{response.status} in {response.seconds:.2f} s"
         if response.status >= 500:
@@ -828,15 +846,23 @@ INSTANCE_WORKERS = 8  # threads per instance: one per concurrent check of its wi
 MAX_INSTANCES_AT_ONCE = 64
 
 
-def check_instance(instance: Instance, options: Options) -> list[Result]:
-    """Every selected web check of one instance (never raises)."""
+def check_instance(
+    instance: Instance, options: Options, pool: ThreadPoolExecutor | None = None
+) -> list[Result]:
+    """Every selected web check of one instance (never raises).
+
+    ``pool`` runs the checks; jobs in it never wait for each other, so instances can share one
+    (``run`` does: its threads are reused instead of started anew for every instance).
+    """
     if not any(options.wants(c, instance.app) for c in GROUPS["web"]):
         return []
-    with ThreadPoolExecutor(INSTANCE_WORKERS, thread_name_prefix=f"check-{instance.app}") as pool:
-        try:
-            return _WebChecks(instance, options, pool).run()
-        except Exception as exc:  # a bug must not cost the other instances their report
-            return [_internal_error(instance, "web", exc)]
+    if pool is None:
+        with ThreadPoolExecutor(INSTANCE_WORKERS, thread_name_prefix="check") as own:
+            return check_instance(instance, options, own)
+    try:
+        return _WebChecks(instance, options, pool).run()
+    except Exception as exc:  # a bug must not cost the other instances their report
+        return [_internal_error(instance, "web", exc)]
 
 
 @dataclass
@@ -860,10 +886,14 @@ HostChecks = Callable[[], list[Result]]
 def run(instances: list[Instance], options: Options, host_checks: HostChecks | None) -> Report:
     """Run the web checks of every instance at once, and the host checks beside them."""
     started, clock = datetime.now(UTC), time.monotonic()
-    workers = min(MAX_INSTANCES_AT_ONCE, len(instances)) + 1
-    with ThreadPoolExecutor(workers, thread_name_prefix="check") as pool:
+    options.tls_context  # noqa: B018 - built here once, before the threads share it
+    at_once = min(MAX_INSTANCES_AT_ONCE, len(instances))
+    with (
+        ThreadPoolExecutor(at_once + 1, thread_name_prefix="check-instance") as pool,
+        ThreadPoolExecutor(at_once * INSTANCE_WORKERS, thread_name_prefix="check") as checks,
+    ):
         hosts = pool.submit(host_checks) if host_checks is not None else None
-        webs = [pool.submit(check_instance, i, options) for i in instances]
+        webs = [pool.submit(check_instance, i, options, checks) for i in instances]
         results = [r for web in webs for r in web.result()]
         if hosts is not None:
             try:

@@ -15,7 +15,9 @@ knows about check statuses.
 
 from __future__ import annotations
 
+import heapq
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -149,6 +151,56 @@ def _where(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+class _Watchdog:
+    """One thread that runs callbacks at their deadlines (a timer thread per probe costs more
+    CPU than the probe itself when hundreds run at once)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, at: float, callback: Callable[[], None]) -> int:
+        with self._cond:
+            token = next(self._ids)
+            heapq.heappush(self._heap, (at, token, callback))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="fedictl-check watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+            return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._cancelled.add(token)
+
+    def _next(self) -> Callable[[], None]:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] in self._cancelled:
+                    self._cancelled.discard(heapq.heappop(self._heap)[1])
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._heap)[2]
+                self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            callback = self._next()
+            with suppress(Exception):
+                callback()
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def watchdog(sock: socket.socket, deadline: Deadline) -> Iterator[threading.Event]:
     """Shut ``sock`` down when the deadline passes; the event says whether that happened.
@@ -164,13 +216,11 @@ def watchdog(sock: socket.socket, deadline: Deadline) -> Iterator[threading.Even
         with suppress(OSError):
             dup.shutdown(socket.SHUT_RDWR)
 
-    timer = threading.Timer(max(0.0, deadline.end - time.monotonic()), fire)
-    timer.daemon = True
-    timer.start()
+    token = _WATCHDOG.arm(deadline.end, fire)
     try:
         yield fired
     finally:
-        timer.cancel()
+        _WATCHDOG.disarm(token)
         dup.close()
 
 
@@ -240,9 +290,17 @@ class TlsProbe:
 
 
 def probe_tls(
-    network: Network, name: str, port: int, context: ssl.SSLContext, deadline: Deadline
+    network: Network,
+    name: str,
+    port: int,
+    context: ssl.SSLContext,
+    deadline: Deadline,
+    pool: Pool | None = None,
 ) -> TlsProbe:
-    """Handshake as a peer would (verifying); on a verification failure, again to read the cert."""
+    """Handshake as a peer would (verifying); on a verification failure, again to read the cert.
+
+    A verified connection goes to ``pool``, for the first request to that name to use.
+    """
     sock = connect(network, name, port, deadline)
     try:
         tls = _handshake(sock, context, name, deadline)
@@ -260,8 +318,16 @@ def probe_tls(
             raise ProbeError(f"certificate of {name} is not valid ({problem})") from None
         with tls:
             return TlsProbe(_peer_certificate(tls, name), problem, code)
-    with tls:
-        return TlsProbe(_peer_certificate(tls, name), "")
+    try:
+        probe = TlsProbe(_peer_certificate(tls, name), "")
+    except BaseException:
+        tls.close()
+        raise
+    if pool is not None:
+        pool.give(_key(True, name, port, context), tls)
+    else:
+        tls.close()
+    return probe
 
 
 def _peer_certificate(tls: ssl.SSLSocket, name: str) -> Certificate:
@@ -300,14 +366,54 @@ class Response:
             raise ProbeError(f"{self.url} answered with invalid JSON ({sample!r})") from None
 
 
+class Pool:
+    """Idle keep-alive connections of one instance's checks, by scheme, name, port and context.
+
+    Checks that follow a link (NodeInfo index → document, WebFinger → actor) and the request
+    after the TLS probe reuse a connection instead of paying for another handshake.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[str, str, int, int], list[socket.socket]] = {}
+
+    def take(self, key: tuple[str, str, int, int]) -> socket.socket | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple[str, str, int, int], sock: socket.socket) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for sock in idle:
+                    sock.close()
+            self._idle.clear()
+
+
+def _key(
+    https: bool, name: str, port: int, context: ssl.SSLContext | None
+) -> tuple[str, str, int, int]:
+    return ("https" if https else "http", name.lower(), port, id(context) if https else 0)
+
+
 def get(
     network: Network,
     url: str,
     deadline: Deadline,
     context: ssl.SSLContext | None,
     accept: str = "*/*",
+    pool: Pool | None = None,
 ) -> Response:
-    """One GET of ``url`` (redirects are not followed). ProbeError with the reason on failure."""
+    """One GET of ``url`` (redirects are not followed). ProbeError with the reason on failure.
+
+    With a ``pool``, an idle connection to the same place is used first (and, should the server
+    have closed it meanwhile, the request is sent once more on a new one); a connection the
+    server keeps open goes back to the pool.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProbeError(f"not an http(s) URL: {url!r}")
@@ -315,31 +421,43 @@ def get(
     port = parts.port or (443 if https else 80)
     name = parts.hostname
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    context = (context or verifying_context(None)) if https else None
+    key = _key(https, name, port, context)
+    reused = pool.take(key) if pool is not None else None
+    if reused is not None:
+        try:
+            return _request(
+                reused, parts.netloc, name, port, target, accept, url, deadline, pool, key
+            )
+        except _Stale:
+            pass
     started = time.monotonic()
     sock: socket.socket = connect(network, name, port, deadline)
     try:
-        if https:
+        if context is not None:
             try:
-                sock = _handshake(sock, context or verifying_context(None), name, deadline)
+                sock = _handshake(sock, context, name, deadline)
             except ssl.SSLCertVerificationError as exc:
                 reason = exc.verify_message or exc.reason or exc
                 raise ProbeError(f"certificate of {name} is not valid ({reason})") from None
-        with watchdog(sock, deadline) as fired:
-            try:
-                return _exchange(
-                    sock, parts.netloc, name, port, target, accept, url, deadline, started
-                )
-            except ProbeError:
-                raise
-            except (OSError, http.client.HTTPException) as exc:
-                if fired.is_set() or isinstance(exc, TimeoutError):
-                    raise ProbeError(f"{url}: {deadline.expired()}") from None
-                raise ProbeError(f"{url}: {_describe(exc)}") from None
-    finally:
+    except BaseException:
         sock.close()
+        raise
+    try:
+        response = _request(
+            sock, parts.netloc, name, port, target, accept, url, deadline, pool, key
+        )
+    except _Stale as exc:
+        raise ProbeError(f"{url}: {exc}") from None
+    response.seconds = time.monotonic() - started
+    return response
 
 
-def _exchange(
+class _Stale(Exception):
+    """A kept-alive connection was closed by the server before it answered."""
+
+
+def _request(
     sock: socket.socket,
     netloc: str,
     name: str,
@@ -348,31 +466,67 @@ def _exchange(
     accept: str,
     url: str,
     deadline: Deadline,
-    started: float,
+    pool: Pool | None,
+    key: tuple[str, str, int, int],
 ) -> Response:
-    sock.settimeout(deadline.left())
-    conn = http.client.HTTPConnection(name, port, timeout=deadline.left())
-    conn.sock = sock
-    host = netloc.rsplit("@", 1)[-1]
-    conn.request(
-        "GET",
-        target,
-        headers={"Host": host, "User-Agent": USER_AGENT, "Accept": accept, "Connection": "close"},
-    )
-    response = conn.getresponse()
+    """Send the GET on ``sock`` and read the answer; the socket is closed or pooled after."""
+    keep = False
+    started = time.monotonic()
+    try:
+        with watchdog(sock, deadline) as fired:
+            try:
+                sock.settimeout(deadline.left())
+                conn = http.client.HTTPConnection(name, port, timeout=deadline.left())
+                conn.sock = sock
+                try:
+                    conn.request(
+                        "GET",
+                        target,
+                        headers={
+                            "Host": netloc.rsplit("@", 1)[-1],
+                            "User-Agent": USER_AGENT,
+                            "Accept": accept,
+                            "Connection": "keep-alive" if pool is not None else "close",
+                        },
+                    )
+                    response = conn.getresponse()
+                except (
+                    http.client.RemoteDisconnected,
+                    ConnectionResetError,
+                    BrokenPipeError,
+                ) as exc:
+                    if fired.is_set():
+                        raise ProbeError(f"{url}: {deadline.expired()}") from None
+                    raise _Stale(_describe(exc)) from None
+                body = _read_body(response, url, deadline)
+            except (ProbeError, _Stale):
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                if fired.is_set() or isinstance(exc, TimeoutError):
+                    raise ProbeError(f"{url}: {deadline.expired()}") from None
+                raise ProbeError(f"{url}: {_describe(exc)}") from None
+            keep = pool is not None and not response.will_close and not fired.is_set()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return Response(url, response.status, headers, body, time.monotonic() - started)
+    finally:
+        if keep and pool is not None:
+            pool.give(key, sock)
+        else:
+            sock.close()
+
+
+def _read_body(response: http.client.HTTPResponse, url: str, deadline: Deadline) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:  # the watchdog ends a read that outlives the deadline
         deadline.left()
         chunk = response.read(65536)
         if not chunk:
-            break
+            return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY:
             raise ProbeError(f"{url}: answer larger than {MAX_BODY // 1024} KiB")
-    headers = {k.lower(): v for k, v in response.getheaders()}
-    return Response(url, response.status, headers, b"".join(chunks), time.monotonic() - started)
 
 
 def _describe(exc: BaseException) -> str:
@@ -393,6 +547,7 @@ def get_following(
     accept: str = "*/*",
     allowed_hosts: frozenset[str] = frozenset(),
     limit: int = 3,
+    pool: Pool | None = None,
 ) -> Response:
     """GET, following up to ``limit`` HTTPS redirects to ``allowed_hosts`` (the instance's own).
 
@@ -400,7 +555,7 @@ def get_following(
     federation documents are served by the instance itself.
     """
     for _ in range(limit + 1):
-        response = get(network, url, deadline, context, accept)
+        response = get(network, url, deadline, context, accept, pool)
         if response.status not in REDIRECTS:
             return response
         location = response.headers.get("location", "")
