@@ -146,6 +146,7 @@ class Route:
     content_type: str = TEXT
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
+    drop_after: bool = False  # close the connection after answering, without saying so
 
     @classmethod
     def json(cls, data: Any, content_type: str = JSON) -> Route:
@@ -205,6 +206,8 @@ def _path(url: str) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as nginx
+    disable_nagle_algorithm = True  # headers and body are two writes; no delayed-ACK stalls
 
     def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
@@ -222,6 +225,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(route.body)
+            self.close_connection = self.close_connection or route.drop_after
         except OSError:
             pass  # the client gave up (a timeout test); nothing to do
 
@@ -239,6 +243,7 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        self.fake.connections[self.tls] += 1
         if self.tls:
             try:
                 request = self.fake.context.wrap_socket(request, server_side=True)
@@ -260,6 +265,7 @@ class FakeInstances:
         self.contexts: dict[str, ssl.SSLContext] = {}
         self.latency = 0.0  # added to every answer (the benchmark's network delay)
         self.requests: list[tuple[bool, str, str]] = []
+        self.connections = {True: 0, False: 0}  # accepted, by TLS or not
         cert, key = ca.issue(["default.invalid"])
         self.context = self._context(cert, key)
         self.context.sni_callback = self._sni

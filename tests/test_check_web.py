@@ -509,3 +509,37 @@ def test_one_slow_instance_does_not_delay_the_others(ca: CA) -> None:
     assert {r.check for r in slow if r.status is check.Status.CRIT} >= {"https", "health", "api"}
     # the slow instance costs about one timeout per stage it reaches, not one per check
     assert elapsed < 3 * 1.5 + 1, elapsed
+
+
+def test_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) -> None:
+    from fedictl.check_http import Deadline, Pool, get, verifying_context
+
+    fake = FakeInstances(ca)
+    routes = fake.add("mastodon")
+    routes["/health"].drop_after = True  # as a server whose keep-alive timeout just passed
+    fake.start()
+    try:
+        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.6.5", (), "admin")
+        options = check.Options(
+            checks=check.selected_checks([], ["host"]), ca_file=ca.path, network=fake.network()
+        )
+        results = check.run([instance], options, None).results
+        assert all(r.status is check.Status.OK for r in results), results
+        https_requests = sum(1 for tls, _, _ in fake.requests if tls)
+        assert https_requests == 8
+        assert fake.connections[True] < https_requests + 1  # +1: the TLS probe's own handshake
+
+        pool, context = Pool(), verifying_context(ca.path)
+        url = f"https://{MASTODON}"
+        before = fake.connections[True]
+        assert get(fake.network(), f"{url}/health", Deadline(5), context, pool=pool).status == 200
+        answer = get(
+            fake.network(), f"{url}/api/v1/streaming/health", Deadline(5), context, pool=pool
+        )
+        assert answer.status == 200 and answer.body == b"OK"
+        assert fake.connections[True] - before == 2  # the dropped one was replaced, once
+        assert get(fake.network(), f"{url}/", Deadline(5), context, pool=pool).status == 200
+        assert fake.connections[True] - before == 2  # ... and its replacement kept
+        pool.close()
+    finally:
+        fake.stop()
