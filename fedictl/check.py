@@ -499,7 +499,9 @@ class _WebChecks:
         except RedirectedAway as exc:
             results = [self.result(check, Status.CRIT, str(exc), "redirected")]
         except ProbeError as exc:
-            hint = "federation" if check in GROUPS["federation"] else "endpoint"
+            hint = {"http-redirect": "http-redirect", "https": "https-down"}.get(check, "endpoint")
+            if check in GROUPS["federation"]:
+                hint = "federation"
             results = [self.result(check, Status.CRIT, str(exc), hint)]
         except Exception as exc:  # a bug must not cost the other checks their report
             results = [_internal_error(self.i, check, exc)]

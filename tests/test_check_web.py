@@ -408,6 +408,8 @@ def test_unreachable_instance_is_crit_with_a_reason_everywhere(
     assert "connection refused" in results["tls"]["value"]
     for name in ("http-redirect", "tls", "tls-expiry"):
         assert results[name]["status"] == "CRIT" and "connection refused" in results[name]["value"]
+    assert "port 80 must answer 301" in results["http-redirect"]["hint"]
+    assert "nginx on the web host does not answer HTTPS" in results["tls"]["hint"]
     for name in ("https", "health", "streaming", "api", "nodeinfo", "webfinger", "actor"):
         assert results[name]["status"] == "CRIT"
         assert results[name]["value"].startswith("unreachable: cannot connect")
