@@ -37,7 +37,8 @@ def run(argv: list[str]) -> None:
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
+        output = proc.stdout + proc.stderr
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{output[-6000:]}")
 
 
 def ephemeral_dir() -> Path:
