@@ -106,16 +106,17 @@ def test_what_each_host_backs_up() -> None:
 # --- retention ------------------------------------------------------------------------------------
 
 
-def test_forget_keeps_per_host_app_and_kind() -> None:
+def test_forget_keeps_per_host_app_and_kind_in_one_call() -> None:
     cfg = fb.Config(
         host="web1", retention={"daily": 7, "weekly": 0, "monthly": 12}, keep_within="1d"
     )
-    assert fb.forget_args(cfg, "mastodon", "db") == [
-        "forget", "--json", "--host", "web1", "--tag", "app:mastodon,kind:db", "--group-by", "host",
-        "--keep-daily", "7", "--keep-monthly", "12", "--keep-within", "1d",
+    assert fb.forget_args(cfg, ["mastodon", "peertube"]) == [
+        "forget", "--json", "--host", "web1", "--tag", "app:mastodon", "--tag", "app:peertube",
+        "--group-by", "host,paths", "--keep-daily", "7", "--keep-monthly", "12",
+        "--keep-within", "1d",
     ]  # fmt: skip
     with pytest.raises(fb.BackupError, match="keeps nothing"):
-        fb.forget_args(fb.Config(host="x", retention={"daily": 0}), "mastodon", "db")
+        fb.forget_args(fb.Config(host="x", retention={"daily": 0}), ["mastodon"])
 
 
 def test_count_forgotten_reads_restics_json() -> None:
@@ -362,6 +363,9 @@ if cmd == "backup":
                       "snapshot_id": (tags.split(",")[1] + "x" * 64)[:64]}}))
     sys.exit(0)
 if cmd == "forget":
+    if fail == "forget":
+        sys.stderr.write("Fatal: unable to create lock in backend: repository is already locked\n")
+        sys.exit(11)
     print(json.dumps([{{"keep": [], "remove": [{{}}]}}]))
     sys.exit(0)
 if cmd == "prune":
@@ -420,10 +424,9 @@ def test_a_run_snapshots_each_kind_tagged_then_applies_retention(fake_host: dict
     assert len(manifest["entries"]) == 4 and manifest["owner"] == "mastodon"
     config_call = made[1]
     assert str(fake_host["tmp"] / "backup.d/mastodon.json") in config_call, "the declaration too"
-    assert [c[c.index("--tag") + 1] for c in calls(fake_host["log"]) if "forget" in c] == [
-        "app:mastodon,kind:files",
-        "app:mastodon,kind:config",
-    ]
+    forgets = [c for c in calls(fake_host["log"]) if "forget" in c]
+    assert len(forgets) == 1 and forgets[0][forgets[0].index("--tag") + 1] == "app:mastodon"
+    assert forgets[0][forgets[0].index("--group-by") + 1] == "host,paths"
     assert any("prune" in c for c in calls(fake_host["log"])), "forgotten snapshots are pruned"
     status = json.loads(cfg.status_file.read_text())
     assert status["apps"]["mastodon"]["last_error"] is None
@@ -446,6 +449,19 @@ def test_a_full_disk_fails_the_run_keeps_the_last_success_and_skips_retention(
     )
     assert entry["last_success"] == good["last_success"] and entry["snapshots"] == good["snapshots"]
     assert not [c for c in calls(fake_host["log"]) if "forget" in c or "prune" in c]
+
+
+def test_a_failed_retention_fails_the_run_but_keeps_the_new_success(
+    fake_host: dict[str, Any],
+) -> None:
+    fake_host["fail"].write_text("forget")
+    assert fb.backup_run(fake_host["cfg"], []) == 1
+    entry = json.loads(fake_host["cfg"].status_file.read_text())["apps"]["mastodon"]
+    assert entry["last_success"] is not None and set(entry["snapshots"]) == {"files", "config"}
+    assert entry["last_error"].startswith(
+        "retention: retention (restic forget) failed (restic exit 11)"
+    )
+    assert not [c for c in calls(fake_host["log"]) if "prune" in c]
 
 
 def test_an_unreachable_repository_fails_every_kind_with_the_reason(

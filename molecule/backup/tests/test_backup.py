@@ -461,6 +461,25 @@ def test_weekly_check_reports_success() -> None:
     assert "fedictl_backup_check_last_attempt_success 1" in SRC.file(PROM).content_string
 
 
+def test_retention_groups_each_app_kind_and_host_apart() -> None:
+    """What the nightly `restic forget` (--group-by host,paths) would keep with keep-last 1: the
+    newest snapshot of each kind, from the real restic, without forgetting anything."""
+    options = json.loads(SRC.file("/etc/fedictl/backup/config.json").content_string)
+    plan = json.loads(SRC.check_output(
+        "set -a; . /etc/fedictl/backup/restic.env; restic -o %s forget --dry-run --json "
+        "--host bk-src --tag app:mastodon --group-by host,paths --keep-last 1",
+        options["restic_options"][1],
+    ))  # fmt: skip
+    assert len(plan) == 3, "one group per kind"
+    newest = {}
+    for x in snapshots():
+        if x["time"] > newest.get(x["kind"], {"time": ""})["time"]:
+            newest[x["kind"]] = x
+    kept = {k["id"] for group in plan for k in group["keep"]}
+    assert kept == {x["id"] for x in newest.values()}
+    assert len(snapshots()) > 3, "nothing was forgotten"
+
+
 # --- the CLI against an inventory made by `fedictl init` ----------------------------------------
 
 

@@ -42,6 +42,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,8 +453,13 @@ def snapshot_info(snap: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def forget_args(cfg: Config, app: str, kind: str) -> list[str]:
-    """`restic forget` for one app/kind group of this host, with the retention counts."""
+def forget_args(cfg: Config, apps: list[str]) -> list[str]:
+    """One `restic forget` for these apps' snapshots from this host, with the retention counts.
+
+    Grouped by host and paths (restic's default): each app's db, files and config snapshots have
+    their own paths (the dump directory, the declared paths plus the kind's manifest), so each
+    (host, app, kind) is its own group and keeps its own daily/weekly/monthly snapshots.
+    """
     keep = []
     for period in ("daily", "weekly", "monthly"):
         count = int(cfg.retention.get(period, 0))
@@ -463,17 +469,8 @@ def forget_args(cfg: Config, app: str, kind: str) -> list[str]:
         raise BackupError("retention keeps nothing: set at least one of daily, weekly, monthly")
     if cfg.keep_within:
         keep += ["--keep-within", cfg.keep_within]
-    return [
-        "forget",
-        "--json",
-        "--host",
-        cfg.host,
-        "--tag",
-        f"app:{app},kind:{kind}",
-        "--group-by",
-        "host",
-        *keep,
-    ]
+    tags = [arg for app in apps for arg in ("--tag", f"app:{app}")]
+    return ["forget", "--json", "--host", cfg.host, *tags, "--group-by", "host,paths", *keep]
 
 
 def count_forgotten(forget_json: str) -> int:
@@ -706,25 +703,24 @@ def cmd_db_dump(args: argparse.Namespace) -> int:
     snapshot, version_num, version, encoding, collate, ctype, provider, owner = cur.fetchone()
     major = version_num // 10000
     dump = out / "database.dump"
-    proc = subprocess.run(
-        [
-            _pg_tool(major, "pg_dump"),
-            "--format=custom",
-            "--compress=0",
-            f"--snapshot={snapshot}",
-            "--file",
-            str(dump),
-            "--dbname",
-            args.database,
-            "--host",
-            PG_SOCKET,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BackupError(f"pg_dump of {args.database} failed: {tail(proc.stderr)}")
+    # pg_dump and the checksums read the same exported snapshot, side by side (two server backends).
+    t0 = time.monotonic()
+    with open(out / "pg_dump.err", "w+") as errors:
+        pg_dump = subprocess.Popen(
+            [_pg_tool(major, "pg_dump"), "--format=custom", "--compress=0",
+             f"--snapshot={snapshot}", "--file", str(dump), "--dbname", args.database,
+             "--host", PG_SOCKET],
+            stdout=subprocess.DEVNULL, stderr=errors,
+        )  # fmt: skip
+        try:
+            tables = db_manifest(cur)
+            checksums_done = time.monotonic()
+        finally:
+            code = pg_dump.wait()
+        errors.seek(0)
+        if code != 0:
+            raise BackupError(f"pg_dump of {args.database} failed: {tail(errors.read())}")
+    (out / "pg_dump.err").unlink()
     manifest = {
         "version": 1,
         "database": args.database,
@@ -735,10 +731,14 @@ def cmd_db_dump(args: argparse.Namespace) -> int:
         "locale_provider": provider,
         "server_version": version,
         "server_major": major,
-        **db_manifest(cur),
+        **tables,
     }
     conn.rollback()
     conn.close()
+    log(
+        f"dumped {dump.stat().st_size} bytes and checksummed {len(tables['tables'])} tables "
+        f"in {time.monotonic() - t0:.1f} s (checksums {checksums_done - t0:.1f} s)"
+    )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return 0
 
@@ -932,6 +932,7 @@ class KindResult:
     snapshot: str | None = None
     bytes_added: int = 0
     error: str | None = None
+    seconds: float = 0.0
 
 
 class Backup:
@@ -946,9 +947,11 @@ class Backup:
         work = self.cfg.pg_dir / f"dump-{db.app}"
         _postgres_dir(work)
         try:
+            t0 = time.monotonic()
             proc = as_postgres("_db-dump", "--database", db.name, "--out", str(work))
             if proc.returncode != 0:
                 raise BackupError(_error_line(proc.stderr))
+            log(f"{db.app} db: {proc.stderr.strip()}, {time.monotonic() - t0:.1f} s in all")
             manifest = json.loads((work / "manifest.json").read_text())
             dump = work / "database.dump"
             toc = restore_list(_pg_tool(manifest["server_major"], "pg_restore"), dump)
@@ -1047,6 +1050,7 @@ def update_app_status(
     entry["last_error"] = "; ".join(errors) if errors else None
     entry["duration_seconds"] = round((finished - started).total_seconds(), 1)
     entry["kinds"] = sorted(results)
+    entry["kind_seconds"] = {k: r.seconds for k, r in results.items()}
     attempt = {k: r.snapshot for k, r in results.items() if r.snapshot}
     entry["last_attempt_snapshots"] = attempt
     if not errors:
@@ -1166,11 +1170,13 @@ def backup_run(cfg: Config, only: list[str], restic: Restic | None = None) -> in
         return EXIT_FAILED
     job = Backup(cfg, restic, start)
     forgotten = 0
+    succeeded: list[str] = []
     databases = {db.app: db for db in cfg.databases}
     for app, kinds in apps.items():
         started = utcnow()
         results: dict[str, KindResult] = {}
         for kind in kinds:
+            t0 = time.monotonic()
             try:
                 summary = job.db(databases[app]) if kind == "db" else job.tree(decls[app], kind)
                 results[kind] = KindResult(
@@ -1178,7 +1184,8 @@ def backup_run(cfg: Config, only: list[str], restic: Restic | None = None) -> in
                 )
                 log(
                     f"{app} {kind}: snapshot {summary['snapshot_id'][:8]}, "
-                    f"{summary.get('data_added', 0)} bytes added"
+                    f"{summary.get('data_added', 0)} bytes added, "
+                    f"{time.monotonic() - t0:.1f} s"
                 )
             except BackupError as exc:
                 results[kind] = KindResult(error=str(exc))
@@ -1186,18 +1193,23 @@ def backup_run(cfg: Config, only: list[str], restic: Restic | None = None) -> in
             except OSError as exc:
                 results[kind] = KindResult(error=f"{exc.strerror}: {exc.filename}")
                 log(f"{app} {kind}: FAILED: {exc}")
+            results[kind].seconds = round(time.monotonic() - t0, 1)
         if not any(r.error for r in results.values()):
-            for kind in kinds:
-                try:
-                    out = restic.must(
-                        *forget_args(cfg, app, kind), what=f"retention of {app} {kind}"
-                    )
-                    forgotten += count_forgotten(out)
-                except BackupError as exc:
-                    results[kind].error = str(exc)
+            succeeded.append(app)
         failed = failed or any(r.error for r in results.values())
         update_app_status(status, app, started, utcnow(), results, job.run)
         save_status(cfg, status)
+    if succeeded:  # retention only for apps whose snapshots all succeeded
+        try:
+            forgotten = count_forgotten(
+                restic.must(*forget_args(cfg, succeeded), what="retention (restic forget)")
+            )
+        except BackupError as exc:
+            log(f"retention failed (the new snapshots are safe): {exc}")
+            failed = True
+            for app in succeeded:  # a restorable backup exists: last_success stays
+                status["apps"][app]["last_error"] = f"retention: {exc}"
+            save_status(cfg, status)
     if not failed and forgotten:
         log(f"retention forgot {forgotten} snapshot(s); pruning the data only they used")
         try:
