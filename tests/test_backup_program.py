@@ -339,7 +339,7 @@ def test_status_keeps_the_last_success_through_a_failure() -> None:
 # --- a whole run against a fake restic -----------------------------------------------------------
 
 FAKE_RESTIC = r"""#!{python}
-import json, os, sys
+import json, os, sys, time
 args = sys.argv[1:]
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "calls.log"), "a") as f:
@@ -347,13 +347,24 @@ with open(os.path.join(here, "calls.log"), "a") as f:
 cmd = next(a for a in args if not a.startswith("-") and a not in ("30m",))
 flag = os.path.join(here, "fail")
 fail = open(flag).read().strip() if os.path.exists(flag) else ""
+# Like restic: a repository that cannot be opened fails every command the same way.
+if fail == "unreachable":
+    sys.stderr.write("subprocess ssh: ssh: connect to host b port 22: No route to host\n"
+                     "Fatal: unable to open repository at sftp:x: cannot start sftp\n")
+    sys.exit(1)
+if fail == "missing":
+    sys.stderr.write("Fatal: repository does not exist: unable to open config file\n")
+    sys.exit(10)
+if fail == "badkey":
+    sys.stderr.write("Fatal: wrong password or no key found\n")
+    sys.exit(12)
 if cmd == "cat":
-    if fail == "unreachable":
-        sys.stderr.write("subprocess ssh: ssh: connect to host b port 22: No route to host\n"
-                         "Fatal: unable to open repository at sftp:x: cannot start sftp\n")
-        sys.exit(1)
-    sys.exit(10 if fail == "missing" else 0)
+    sys.exit(0)
 if cmd == "backup":
+    start = time.time()
+    time.sleep(0.3)  # long enough for snapshots that run side by side to overlap
+    with open(os.path.join(here, "spans.log"), "a") as f:
+        f.write(json.dumps([args[args.index("--tag") + 1], start, time.time()]) + "\n")
     if fail == "full" and "kind:files" in " ".join(args):
         sys.stderr.write("Fatal: unable to save snapshot: sftp: no space left on device\n")
         sys.exit(1)
@@ -406,12 +417,18 @@ def calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def backup_call(log: Path, kind: str) -> list[str]:
+    """The `restic backup` call of one kind (kinds run side by side, in no fixed order)."""
+    (found,) = [c for c in calls(log) if "backup" in c and f"kind:{kind}" in " ".join(c)]
+    return found
+
+
 def test_a_run_snapshots_each_kind_tagged_then_applies_retention(fake_host: dict[str, Any]) -> None:
     cfg = fake_host["cfg"]
     assert fb.backup_run(cfg, []) == 0
     made = [c for c in calls(fake_host["log"]) if "backup" in c]
     assert len(made) == 2  # files and config; no database on this host
-    files_call = made[0]
+    files_call = backup_call(fake_host["log"], "files")
     tags = files_call[files_call.index("--tag") + 1].split(",")
     assert tags[:2] == ["app:mastodon", "kind:files"] and tags[2].startswith("run:")
     assert files_call[files_call.index("--host") + 1] == "web1"
@@ -422,12 +439,15 @@ def test_a_run_snapshots_each_kind_tagged_then_applies_retention(fake_host: dict
         gzip.decompress((cfg.manifest_dir / "mastodon/files.json.gz").read_bytes())
     )
     assert len(manifest["entries"]) == 4 and manifest["owner"] == "mastodon"
-    config_call = made[1]
+    config_call = backup_call(fake_host["log"], "config")
     assert str(fake_host["tmp"] / "backup.d/mastodon.json") in config_call, "the declaration too"
     forgets = [c for c in calls(fake_host["log"]) if "forget" in c]
     assert len(forgets) == 1 and forgets[0][forgets[0].index("--tag") + 1] == "app:mastodon"
     assert forgets[0][forgets[0].index("--group-by") + 1] == "host,paths"
     assert any("prune" in c for c in calls(fake_host["log"])), "forgotten snapshots are pruned"
+    assert [c[0] for c in calls(fake_host["log"])] == ["backup", "backup", "forget", "prune"], (
+        "nothing but the snapshots and the retention: no separate open of the repository"
+    )
     status = json.loads(cfg.status_file.read_text())
     assert status["apps"]["mastodon"]["last_error"] is None
     assert oct(cfg.status_file.stat().st_mode & 0o777) == "0o644"
@@ -464,6 +484,17 @@ def test_a_failed_retention_fails_the_run_but_keeps_the_new_success(
     assert not [c for c in calls(fake_host["log"]) if "prune" in c]
 
 
+def test_the_kinds_of_an_app_are_snapshotted_side_by_side(fake_host: dict[str, Any]) -> None:
+    cfg = fake_host["cfg"]
+    assert fb.backup_run(cfg, []) == 0
+    spans = [json.loads(line) for line in (fake_host["log"].parent / "spans.log").open()]
+    (_, start1, end1), (_, start2, end2) = spans
+    assert max(start1, start2) < min(end1, end2), f"one restic waited for the other: {spans}"
+    entry = json.loads(cfg.status_file.read_text())["apps"]["mastodon"]
+    assert set(entry["kind_seconds"]) == {"files", "config"}
+    assert entry["duration_seconds"] < 0.6 + 1, "the run is as long as its longest kind"
+
+
 def test_an_unreachable_repository_fails_every_kind_with_the_reason(
     fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -472,17 +503,45 @@ def test_an_unreachable_repository_fails_every_kind_with_the_reason(
     assert fb.backup_run(cfg, []) == 1
     entry = json.loads(cfg.status_file.read_text())["apps"]["mastodon"]
     assert entry["last_success"] is None
-    assert entry["last_error"].startswith("files: repository unreachable (restic exit 1)")
-    assert "No route to host" in entry["last_error"]
-    assert [c for c in calls(fake_host["log"]) if "backup" in c] == []
+    errors = entry["last_error"].split("; ")
+    assert [e.split(":")[0] for e in errors] == ["files", "config"]
+    for error in errors:
+        assert error.split(": ", 1)[1].startswith("repository unreachable (restic exit 1)")
+        assert "No route to host" in error
+    made = calls(fake_host["log"])
+    assert [c for c in made if "cat" in c] == [made[-1]], "one diagnosis, after the failures"
+    assert not [c for c in made if "forget" in c or "prune" in c]
 
 
-def test_a_missing_repository_is_not_created_by_a_nightly_run(
-    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [
+        ("missing", "no restic repository at the configured location: deploy the backup role"),
+        ("badkey", "the restic password does not open it: vault_restic_password differs"),
+    ],
+)
+def test_restics_own_exit_codes_name_a_missing_repository_and_a_wrong_password(
+    fake_host: dict[str, Any], fail: str, message: str
 ) -> None:
-    fake_host["fail"].write_text("missing")
+    fake_host["fail"].write_text(fail)
     assert fb.backup_run(fake_host["cfg"], []) == 1
-    assert not [c for c in calls(fake_host["log"]) if "init" in c]
+    entry = json.loads(fake_host["cfg"].status_file.read_text())["apps"]["mastodon"]
+    assert message in entry["last_error"] and entry["last_error"].startswith("files: ")
+    made = calls(fake_host["log"])
+    assert not [c for c in made if "init" in c], "a nightly run never creates a repository"
+    assert not [c for c in made if "cat" in c], "the exit code said it; no diagnosis needed"
+
+
+def test_a_failure_of_the_snapshot_itself_is_diagnosed_once(fake_host: dict[str, Any]) -> None:
+    """A full disk: the repository opens, so the error is restic's own, not "unreachable"."""
+    fake_host["fail"].write_text("full")
+    assert fb.backup_run(fake_host["cfg"], []) == 1
+    entry = json.loads(fake_host["cfg"].status_file.read_text())["apps"]["mastodon"]
+    assert entry["last_error"] == (
+        "files: restic backup failed (exit 1): "
+        "unable to save snapshot: sftp: no space left on device"
+    )
+    assert len([c for c in calls(fake_host["log"]) if "cat" in c]) == 1
 
 
 def test_missing_config_files_fail_the_config_kind(fake_host: dict[str, Any]) -> None:
