@@ -370,7 +370,7 @@ if cmd == "backup":
         sys.exit(1)
     tags = args[args.index("--tag") + 1]
     print(json.dumps({{"message_type": "status", "percent_done": 1}}))
-    print(json.dumps({{"message_type": "summary", "data_added": 7,
+    print(json.dumps({{"message_type": "summary", "data_added": 7, "total_bytes_processed": 1234,
                       "snapshot_id": (tags.split(",")[1] + "x" * 64)[:64]}}))
     sys.exit(0)
 if cmd == "forget":
@@ -450,6 +450,7 @@ def test_a_run_snapshots_each_kind_tagged_then_applies_retention(fake_host: dict
     )
     status = json.loads(cfg.status_file.read_text())
     assert status["apps"]["mastodon"]["last_error"] is None
+    assert status["apps"]["mastodon"]["snapshot_bytes"] == {"files": 1234, "config": 1234}
     assert oct(cfg.status_file.stat().st_mode & 0o777) == "0o644"
     assert 'fedictl_backup_last_attempt_success{app="mastodon"} 1' in cfg.prom_file.read_text()
 
@@ -482,6 +483,18 @@ def test_a_failed_retention_fails_the_run_but_keeps_the_new_success(
         "retention: retention (restic forget) failed (restic exit 11)"
     )
     assert not [c for c in calls(fake_host["log"]) if "prune" in c]
+
+
+def test_caches_are_backed_up_when_the_switch_says_so(fake_host: dict[str, Any]) -> None:
+    cfg = fake_host["cfg"]
+    cfg.include_caches = True
+    assert fb.backup_run(cfg, []) == 0
+    assert "--exclude" not in backup_call(fake_host["log"], "files")
+    manifest = json.loads(
+        gzip.decompress((cfg.manifest_dir / "mastodon/files.json.gz").read_bytes())
+    )
+    assert str(fake_host["tmp"] / "media/cache/big") in manifest["entries"]
+    assert manifest["excludes"] == []
 
 
 def test_the_kinds_of_an_app_are_snapshotted_side_by_side(fake_host: dict[str, Any]) -> None:

@@ -1000,6 +1000,7 @@ class KindResult:
     bytes_added: int = 0
     error: str | None = None
     seconds: float = 0.0
+    size: int = 0  # bytes the snapshot holds (restic's total_bytes_processed)
 
 
 class Backup:
@@ -1123,6 +1124,7 @@ def update_app_status(
     if not errors:
         entry["last_success"] = iso(finished)
         entry["snapshots"] = attempt
+        entry["snapshot_bytes"] = {k: r.size for k, r in results.items()}
         entry["bytes_added"] = sum(r.bytes_added for r in results.values())
     entry.setdefault("bytes_added", 0)
     status["updated"] = iso(finished)
@@ -1238,7 +1240,11 @@ def backup_run(cfg: Config, only: list[str], restic: Restic | None = None) -> in
         t0 = time.monotonic()
         try:
             summary = job.db(databases[app]) if kind == "db" else job.tree(decls[app], kind)
-            result = KindResult(summary["snapshot_id"], int(summary.get("data_added", 0)))
+            result = KindResult(
+                summary["snapshot_id"],
+                int(summary.get("data_added", 0)),
+                size=int(summary.get("total_bytes_processed", 0)),
+            )
             log(
                 f"{app} {kind}: snapshot {summary['snapshot_id'][:8]}, "
                 f"{summary.get('data_added', 0)} bytes added, "
