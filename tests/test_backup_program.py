@@ -381,6 +381,12 @@ if cmd == "forget":
     sys.exit(0)
 if cmd == "prune":
     sys.exit(0)
+if cmd == "snapshots":  # what snapshots.json in this directory holds (a restore's view)
+    sys.stdout.write(open(os.path.join(here, "snapshots.json")).read())
+    sys.exit(0)
+if cmd == "dump":  # any path: the manifest.json.gz in this directory
+    sys.stdout.buffer.write(open(os.path.join(here, "manifest.json.gz"), "rb").read())
+    sys.exit(0)
 sys.exit(99)
 """
 
@@ -571,3 +577,37 @@ def test_main_reports_errors_in_one_line(capsys: pytest.CaptureFixture[str], tmp
     assert fb.main(["check"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fedictl-backup: error: ") and "deploy the backup role first" in err
+
+
+def test_a_files_restore_refuses_existing_content_without_force(
+    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """restore-files --check (run before the app is stopped): occupied paths are refused, exit 3,
+    and nothing moves; with --force the same paths would be moved aside."""
+    cfg, tmp, bin_dir = fake_host["cfg"], fake_host["tmp"], fake_host["log"].parent
+    media = str(tmp / "media")
+    manifest, _, _ = fb.build_manifest([media], [], {})
+    manifest.update(kind="files", owner="mastodon")
+    (bin_dir / "manifest.json.gz").write_bytes(fb.dump_json_gz(manifest))
+    snapshot = {
+        "id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-01-01T03:00:00Z",
+        "hostname": "web1", "tags": ["app:mastodon", "kind:files", "run:R1"],
+        "paths": [media, str(cfg.manifest_dir / "mastodon/files.json.gz")],
+    }  # fmt: skip
+    (bin_dir / "snapshots.json").write_text(json.dumps([snapshot]))
+    config = tmp / "config.json"
+    config.write_text(json.dumps({
+        "host": "web1", "env_file": str(cfg.env_file), "state_dir": str(cfg.state_dir),
+        "cache_dir": str(cfg.cache_dir), "declarations_dir": str(cfg.declarations_dir),
+        "prom_file": str(cfg.prom_file), "retention": cfg.retention,
+    }))  # fmt: skip
+    monkeypatch.setattr(fb.load_config, "__defaults__", (config,))
+    before = sorted(p.name for p in tmp.iterdir())
+    argv = ["restore-files", "--app", "mastodon", "--snapshot", "aaaa", "--kind", "files"]
+    argv.append("--check")
+    assert fb.main(argv) == fb.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert f"{media} already exists with other content" in err and "--force" in err
+    assert sorted(p.name for p in tmp.iterdir()) == before, "a refused restore moved something"
+    assert fb.main([*argv, "--force"]) == 0
+    assert json.loads(capsys.readouterr().out)["states"] == {media: "differs"}
