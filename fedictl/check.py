@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fedictl.check_http import (
@@ -48,6 +48,8 @@ from fedictl.check_http import (
 from fedictl.errors import UsageError
 from fedictl.inventory import Inventory
 from fedictl.model import APPS
+
+_T = TypeVar("_T")
 
 
 class Status(IntEnum):
@@ -381,6 +383,13 @@ def _internal_error(instance: Instance, check: str, exc: BaseException) -> Resul
     )
 
 
+def _done(value: _T) -> Future[_T]:
+    """A future that already holds ``value`` (a stage's step run in the calling thread)."""
+    future: Future[_T] = Future()
+    future.set_result(value)
+    return future
+
+
 class _WebChecks:
     """The network checks of one instance, in three stages: names, then TLS, then HTTP.
 
@@ -431,17 +440,23 @@ class _WebChecks:
     def stages(self) -> list[Result]:
         out: list[Result] = []
         domains = self.i.domains
-        lookups = [(d, self.pool.submit(self.dns, d)) for d in domains]
+        # Each stage runs one step in this thread (the served domain's; federation, the longest
+        # chain, last), the others in the pool beside it.
+        lookups = {d: self.pool.submit(self.dns, d) for d in domains[1:]}
+        lookups[domains[0]] = _done(self.dns(domains[0]))
         resolved: dict[str, _Reach] = {}
-        for domain, lookup in lookups:
-            result, resolved[domain] = lookup.result()
+        for domain in domains:
+            result, resolved[domain] = lookups[domain].result()
             if self.wants("dns"):
                 out.append(result)
 
         jobs: list[Future[list[Result]]] = []
         if self.wants("http-redirect"):
             jobs.append(self.submit("http-redirect", resolved[self.i.domain], self.redirect))
-        handshakes = {d: self.pool.submit(self.tls, d) for d in domains if resolved[d].ok}
+        reachable = [d for d in domains if resolved[d].ok]
+        handshakes = {d: self.pool.submit(self.tls, d) for d in reachable[1:]}
+        if reachable:
+            handshakes[reachable[0]] = _done(self.tls(reachable[0]))
         reached: dict[str, _Reach] = {}
         for domain in domains:
             if domain in handshakes:
@@ -467,9 +482,7 @@ class _WebChecks:
                 jobs.append(self.submit(check, served, func))
         if self.wants("webfinger") or self.wants("actor"):
             account_domain = reached[self.i.account_domain]
-            jobs.append(
-                self.pool.submit(self.guarded, "webfinger", self.federation, account_domain)
-            )
+            jobs.append(_done(self.guarded("webfinger", self.federation, account_domain)))
         for job in jobs:
             out += job.result()
         return out

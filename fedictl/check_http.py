@@ -7,7 +7,10 @@ Built on ``http.client`` over sockets this module connects itself, so that:
   and the Host header keep using the real name;
 - every probe has a wall-clock deadline: a watchdog shuts the socket down when it passes, so a
   server that trickles bytes cannot stretch a per-read timeout;
-- a certificate that fails verification is still read, for its expiry date and names.
+- a certificate that fails verification is still read, for its expiry date and names;
+- HTTP/2 is spoken when the server offers it (ALPN; nginx does with ``http2 on``): all of an
+  instance's requests then share one TLS connection, each on its own stream with its own deadline,
+  instead of a handshake per concurrent request. Otherwise HTTP/1.1 with keep-alive.
 
 Failures are raised as ``ProbeError`` whose message is a reason a person can read; nothing here
 knows about check statuses.
@@ -20,6 +23,7 @@ import http.client
 import itertools
 import json
 import os
+import selectors
 import socket
 import ssl
 import threading
@@ -32,6 +36,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -40,6 +50,7 @@ from fedictl import __version__
 USER_AGENT = f"fedictl-check/{__version__}"
 MAX_BODY = 1024 * 1024  # bytes read of any answer; health documents are far smaller
 REDIRECTS = (301, 302, 303, 307, 308)
+ALPN = ["h2", "http/1.1"]  # HTTP/2 when the server offers it, as browsers and curl ask
 
 Resolver = Callable[[str], list[str]]
 
@@ -137,13 +148,18 @@ def connect(network: Network, name: str, port: int, deadline: Deadline) -> socke
     reasons: list[str] = []
     for address, target_port in network.endpoints(name, port, deadline):
         try:
-            return socket.create_connection((address, target_port), timeout=deadline.left())
+            sock = socket.create_connection((address, target_port), timeout=deadline.left())
         except TimeoutError:
             reasons.append(f"{_where(address, target_port)}: no answer (timed out)")
         except ConnectionRefusedError:
             reasons.append(f"{_where(address, target_port)}: connection refused")
         except OSError as exc:
             reasons.append(f"{_where(address, target_port)}: {exc.strerror or exc}")
+        else:
+            # Requests and HTTP/2 frames are small writes: send each at once (as curl does),
+            # not after the peer's delayed ACK of the one before.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
     raise ProbeError(f"cannot connect to {name} port {port} ({'; '.join(reasons)})")
 
 
@@ -165,13 +181,15 @@ class _Watchdog:
     def arm(self, at: float, callback: Callable[[], None]) -> int:
         with self._cond:
             token = next(self._ids)
+            earliest = not self._heap or at < self._heap[0][0]
             heapq.heappush(self._heap, (at, token, callback))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="fedictl-check watchdog", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif earliest:  # otherwise the thread wakes up early enough already
+                self._cond.notify()
             return token
 
     def disarm(self, token: int) -> None:
@@ -226,7 +244,9 @@ def watchdog(sock: socket.socket, deadline: Deadline) -> Iterator[threading.Even
 
 def verifying_context(ca_file: Path | None) -> ssl.SSLContext:
     """Certificate and name verification, against ``ca_file`` only when given (as curl --cacert)."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.set_alpn_protocols(ALPN)
+    return context
 
 
 def reading_context() -> ssl.SSLContext:
@@ -234,6 +254,7 @@ def reading_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only ever used to read the certificate, never to trust
+    context.set_alpn_protocols(ALPN)
     return context
 
 
@@ -299,7 +320,8 @@ def probe_tls(
 ) -> TlsProbe:
     """Handshake as a peer would (verifying); on a verification failure, again to read the cert.
 
-    A verified connection goes to ``pool``, for the first request to that name to use.
+    A verified connection goes to ``pool``: shared by every request to that name when it speaks
+    HTTP/2, else for the first request to use.
     """
     sock = connect(network, name, port, deadline)
     try:
@@ -323,10 +345,14 @@ def probe_tls(
     except BaseException:
         tls.close()
         raise
-    if pool is not None:
-        pool.give(_key(True, name, port, context), tls)
-    else:
+    if pool is None:
         tls.close()
+    elif tls.selected_alpn_protocol() == "h2":
+        conn = H2Connection(tls, name)  # shared now, before the checks that use it start
+        if not pool.share(_key(True, name, port, context), conn):
+            conn.close()
+    else:
+        pool.give(_key(True, name, port, context), tls)
     return probe
 
 
@@ -367,15 +393,19 @@ class Response:
 
 
 class Pool:
-    """Idle keep-alive connections of one instance's checks, by scheme, name, port and context.
+    """Connections of one instance's checks, by scheme, name, port and context.
 
-    Checks that follow a link (NodeInfo index → document, WebFinger → actor) and the request
-    after the TLS probe reuse a connection instead of paying for another handshake.
+    An HTTP/2 connection is shared by every request to its origin at once; an idle HTTP/1.1
+    keep-alive connection serves one request at a time. Either way, checks that follow a link
+    (NodeInfo index → document, WebFinger → actor) and the request after the TLS probe reuse a
+    connection instead of paying for another handshake.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: dict[tuple[str, str, int, int], list[socket.socket]] = {}
+        self._shared: dict[tuple[str, str, int, int], H2Connection] = {}
+        self._closed = False
 
     def take(self, key: tuple[str, str, int, int]) -> socket.socket | None:
         with self._lock:
@@ -384,20 +414,64 @@ class Pool:
 
     def give(self, key: tuple[str, str, int, int], sock: socket.socket) -> None:
         with self._lock:
-            self._idle.setdefault(key, []).append(sock)
+            if not self._closed:
+                self._idle.setdefault(key, []).append(sock)
+                return
+        sock.close()
+
+    def shared(self, key: tuple[str, str, int, int]) -> H2Connection | None:
+        """The live HTTP/2 connection to this origin, if there is one."""
+        with self._lock:
+            conn = self._shared.get(key)
+            if conn is not None and not conn.usable():
+                del self._shared[key]
+                conn = None
+            return conn
+
+    def share(self, key: tuple[str, str, int, int], conn: H2Connection) -> bool:
+        """Offer ``conn`` to the other checks; False when another is shared already."""
+        with self._lock:
+            current = self._shared.get(key)
+            if self._closed or (current is not None and current.usable()):
+                return False
+            self._shared[key] = conn
+            return True
+
+    def forget(self, conn: H2Connection) -> None:
+        with self._lock:
+            for key, current in list(self._shared.items()):
+                if current is conn:
+                    del self._shared[key]
 
     def close(self) -> None:
         with self._lock:
-            for idle in self._idle.values():
-                for sock in idle:
-                    sock.close()
+            self._closed = True
+            idle = [sock for socks in self._idle.values() for sock in socks]
+            shared = list(self._shared.values())
             self._idle.clear()
+            self._shared.clear()
+        for sock in idle:
+            sock.close()
+        for conn in shared:
+            conn.close()
 
 
 def _key(
     https: bool, name: str, port: int, context: ssl.SSLContext | None
 ) -> tuple[str, str, int, int]:
     return ("https" if https else "http", name.lower(), port, id(context) if https else 0)
+
+
+@dataclass
+class _Ask:
+    """One request, as every transport needs it."""
+
+    url: str
+    netloc: str
+    name: str
+    port: int
+    target: str  # path and query
+    accept: str
 
 
 def get(
@@ -410,9 +484,9 @@ def get(
 ) -> Response:
     """One GET of ``url`` (redirects are not followed). ProbeError with the reason on failure.
 
-    With a ``pool``, an idle connection to the same place is used first (and, should the server
-    have closed it meanwhile, the request is sent once more on a new one); a connection the
-    server keeps open goes back to the pool.
+    With a ``pool``, the origin's HTTP/2 connection or an idle keep-alive connection is used
+    first (and, should the server have closed it meanwhile without answering, the request is
+    sent once more on a new one); a new connection is offered to the pool after.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -421,16 +495,22 @@ def get(
     port = parts.port or (443 if https else 80)
     name = parts.hostname
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    ask = _Ask(url, parts.netloc.rsplit("@", 1)[-1], name, port, target, accept)
     context = (context or verifying_context(None)) if https else None
     key = _key(https, name, port, context)
-    reused = pool.take(key) if pool is not None else None
-    if reused is not None:
-        try:
-            return _request(
-                reused, parts.netloc, name, port, target, accept, url, deadline, pool, key
-            )
-        except _Stale:
-            pass
+    if pool is not None:
+        shared = pool.shared(key)
+        if shared is not None:
+            try:
+                return shared.get(ask, deadline)
+            except _Stale:
+                pool.forget(shared)
+        reused = pool.take(key)
+        if reused is not None:
+            try:
+                return _send(reused, ask, deadline, pool, key)
+            except _Stale:
+                pass
     started = time.monotonic()
     sock: socket.socket = connect(network, name, port, deadline)
     try:
@@ -444,13 +524,30 @@ def get(
         sock.close()
         raise
     try:
-        response = _request(
-            sock, parts.netloc, name, port, target, accept, url, deadline, pool, key
-        )
+        response = _send(sock, ask, deadline, pool, key)
     except _Stale as exc:
         raise ProbeError(f"{url}: {exc}") from None
     response.seconds = time.monotonic() - started
     return response
+
+
+def _send(
+    sock: socket.socket,
+    ask: _Ask,
+    deadline: Deadline,
+    pool: Pool | None,
+    key: tuple[str, str, int, int],
+) -> Response:
+    """The request on ``sock``: over HTTP/2 when the handshake chose it, else HTTP/1.1."""
+    if not (isinstance(sock, ssl.SSLSocket) and sock.selected_alpn_protocol() == "h2"):
+        return _request(sock, ask, deadline, pool, key)
+    conn = H2Connection(sock, ask.name)
+    shared = pool is not None and pool.share(key, conn)
+    try:
+        return conn.get(ask, deadline)
+    finally:
+        if not shared:
+            conn.close()
 
 
 class _Stale(Exception):
@@ -459,33 +556,30 @@ class _Stale(Exception):
 
 def _request(
     sock: socket.socket,
-    netloc: str,
-    name: str,
-    port: int,
-    target: str,
-    accept: str,
-    url: str,
+    ask: _Ask,
     deadline: Deadline,
     pool: Pool | None,
     key: tuple[str, str, int, int],
 ) -> Response:
-    """Send the GET on ``sock`` and read the answer; the socket is closed or pooled after."""
+    """HTTP/1.1: send the GET on ``sock`` and read the answer; the socket is closed or pooled
+    after."""
+    url = ask.url
     keep = False
     started = time.monotonic()
     try:
         with watchdog(sock, deadline) as fired:
             try:
                 sock.settimeout(deadline.left())
-                conn = http.client.HTTPConnection(name, port, timeout=deadline.left())
+                conn = http.client.HTTPConnection(ask.name, ask.port, timeout=deadline.left())
                 conn.sock = sock
                 try:
                     conn.request(
                         "GET",
-                        target,
+                        ask.target,
                         headers={
-                            "Host": netloc.rsplit("@", 1)[-1],
+                            "Host": ask.netloc,
                             "User-Agent": USER_AGENT,
-                            "Accept": accept,
+                            "Accept": ask.accept,
                             "Connection": "keep-alive" if pool is not None else "close",
                         },
                     )
@@ -537,6 +631,248 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+# --- HTTP/2 --------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """One request's answer as it arrives; ``done`` is set when it ended or failed."""
+
+    __slots__ = ("chunks", "done", "error", "headers", "retry", "size", "status")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.error = ""  # why it failed; '' when it ended normally
+        self.retry = False  # the server never processed it: it may go on another connection
+
+
+class H2Connection:
+    """An HTTP/2 connection that the checks of one instance share, each request on its stream.
+
+    Requests send their frames themselves; one thread per connection waits for what the server
+    sends and hands each stream its answer. Every use of the TLS socket holds the lock (an SSL
+    object must not be used by two threads at once) and none blocks: the socket is non-blocking,
+    and only the reading thread waits, outside the lock, for it to become readable. A request
+    waits for its own stream until its own deadline; one that times out is cancelled
+    (RST_STREAM) and the others go on.
+    """
+
+    def __init__(self, tls: ssl.SSLSocket, name: str) -> None:
+        self.name = name
+        self._sock = tls
+        self._lock = threading.Lock()
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self._h2 = h2.connection.H2Connection(config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.ENABLE_PUSH: 0}
+        )
+        self._streams: dict[int, _Stream] = {}
+        self._closed = ""  # why the connection ended; '' while it is usable
+        self._outbox = b""  # frames not yet handed to the socket
+        self._writing = b""  # a TLS write that must be retried with the same bytes
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        tls.setblocking(False)
+        with self._lock:
+            self._h2.initiate_connection()
+            self._flush()
+        self._thread = threading.Thread(
+            target=self._run, name=f"fedictl-check h2 {name}", daemon=True
+        )
+        self._thread.start()
+
+    def usable(self) -> bool:
+        return not self._closed
+
+    def get(self, ask: _Ask, deadline: Deadline) -> Response:
+        """GET on a new stream; ProbeError, or _Stale when another connection may answer it."""
+        started = time.monotonic()
+        stream = _Stream()
+        headers = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", ask.netloc),
+            (":path", ask.target),
+            ("user-agent", USER_AGENT),
+            ("accept", ask.accept),
+        ]
+        with self._lock:
+            if self._closed:
+                raise _Stale(self._closed)
+            try:
+                stream_id = self._h2.get_next_available_stream_id()
+                self._h2.send_headers(stream_id, headers, end_stream=True)
+            except h2.exceptions.H2Error as exc:  # no stream left, too many open: a new one
+                raise _Stale(f"HTTP/2 connection cannot take another request ({exc})") from None
+            self._streams[stream_id] = stream
+            self._flush()
+        if not stream.done.wait(max(0.0, deadline.end - time.monotonic())):
+            self._cancel(stream_id)
+            raise ProbeError(f"{ask.url}: {deadline.expired()}")
+        if stream.error:
+            if stream.retry:
+                raise _Stale(stream.error)
+            raise ProbeError(f"{ask.url}: {stream.error}")
+        body = b"".join(stream.chunks)
+        return Response(ask.url, stream.status, stream.headers, body, time.monotonic() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = "the connection was closed by fedictl"
+                with suppress(h2.exceptions.H2Error, OSError):
+                    self._h2.close_connection()
+                    self._flush()
+        self._wake()
+
+    def _cancel(self, stream_id: int) -> None:
+        with self._lock:
+            if self._streams.pop(stream_id, None) is not None and not self._closed:
+                with suppress(h2.exceptions.H2Error):
+                    self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                    self._flush()
+
+    def _wake(self) -> None:
+        with suppress(OSError):  # a full or closed pipe: the thread is awake or gone anyway
+            self._wake_w.send(b"\0")
+
+    def _flush(self) -> None:
+        """Hand h2's frames to the socket (lock held); what it cannot take now, the reading
+        thread sends when it can."""
+        self._outbox += self._h2.data_to_send()
+        if self._writing:
+            self._write()
+            if self._writing:
+                return
+        if self._outbox:
+            self._writing, self._outbox = self._outbox, b""
+            self._write()
+            if self._writing:
+                self._wake()  # to wait until the socket can take the rest
+
+    def _write(self) -> None:
+        try:
+            self._writing = self._writing[self._sock.send(self._writing) :]
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            pass  # the socket's buffer is full: the reading thread retries when it drains
+        except OSError as exc:  # the server went away: every stream learns it now
+            self._writing = b""
+            self._fail(f"HTTP/2 connection failed ({_describe(exc)})")
+            self._wake()
+
+    def _fail(self, reason: str) -> None:
+        """End every waiting request with ``reason`` (lock held); the connection is unusable."""
+        self._closed = self._closed or reason
+        for stream in self._streams.values():
+            stream.error = reason
+            stream.retry = not stream.status and not stream.size
+            stream.done.set()
+        self._streams.clear()
+
+    # the reading thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        reason = ""
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._writing else 0)
+                selector.modify(self._sock, events)
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        with suppress(BlockingIOError):
+                            self._wake_r.recv(4096)
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._flush()
+                    if not self._receive():
+                        reason = "the server closed the connection"
+                        return
+                    self._flush()  # acknowledgements (SETTINGS, WINDOW_UPDATE, PING)
+        except (OSError, ssl.SSLError, h2.exceptions.H2Error) as exc:
+            reason = f"HTTP/2 connection failed ({_describe(exc)})"
+        finally:
+            self._end(reason)
+            selector.close()
+
+    def _receive(self) -> bool:
+        """Read what the socket has (lock held); False at the end of the stream."""
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return True
+            if not data:
+                return False
+            for event in self._h2.receive_data(data):
+                self._on(event)
+
+    def _on(self, event: h2.events.Event) -> None:
+        """One HTTP/2 event, with the lock held."""
+        if isinstance(event, h2.events.ConnectionTerminated):
+            last = event.last_stream_id or 0
+            self._closed = f"the server ended the connection (GOAWAY {event.error_code!s})"
+            for stream_id, waiting in self._streams.items():
+                waiting.error, waiting.retry = self._closed, stream_id > last
+                waiting.done.set()
+            self._streams.clear()
+            return
+        stream = self._streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.DataReceived):
+            size = event.flow_controlled_length or 0
+            self._h2.acknowledge_received_data(size, event.stream_id)
+        if stream is None:
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            for name, value in event.headers or ():
+                key, text = _text(name), _text(value)
+                if key == ":status":
+                    stream.status = int(text)
+                elif not key.startswith(":"):
+                    stream.headers[key] = text
+        elif isinstance(event, h2.events.DataReceived):
+            stream.chunks.append(event.data or b"")
+            stream.size += len(event.data or b"")
+            if stream.size > MAX_BODY:
+                stream.error = f"answer larger than {MAX_BODY // 1024} KiB"
+                self._h2.reset_stream(event.stream_id, h2.errors.ErrorCodes.CANCEL)
+                self._finish(event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            self._finish(event.stream_id)
+        elif isinstance(event, h2.events.StreamReset):
+            refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+            stream.error = f"the server reset the request ({event.error_code!s})"
+            stream.retry = refused and not stream.status
+            self._finish(event.stream_id)
+
+    def _finish(self, stream_id: int) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.done.set()
+
+    def _end(self, reason: str) -> None:
+        """The connection is gone: every request still waiting learns why."""
+        with self._lock:
+            self._fail(reason or self._closed or "the connection ended")
+            self._sock.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def get_following(

@@ -3,6 +3,9 @@
 A throwaway CA and server certificates made with `cryptography` in a temporary directory, and
 one HTTPS and one plain-HTTP server on 127.0.0.1 (threads) that answer by Host header with the
 saved answers in tests/data/check/ — shaped like real Mastodon, PeerTube and Pixelfed answers.
+Like nginx with `http2 on` (the nginx role's default), the HTTPS server speaks HTTP/2 to a client
+that offers it (ALPN) and HTTP/1.1 with keep-alive otherwise; `FakeInstances(http2=False)` is
+a server without HTTP/2.
 `fedictl check` reaches them through `--resolve` and `--connect-to`, exactly as a user would
 point it at a server before DNS exists. Each test changes one route or certificate and looks at
 what the real checks report.
@@ -13,8 +16,11 @@ read, and the servers route by name and present the certificate issued for it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import heapq
 import http.server
+import itertools
 import json
 import shutil
 import socket
@@ -26,6 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -249,17 +259,89 @@ class _Server(http.server.ThreadingHTTPServer):
                 request = self.fake.context.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError):
                 return  # a client that refused our certificate
+            if request.selected_alpn_protocol() == "h2":
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as nginx
+                _serve_h2(self.fake, request)
+                return
         self.RequestHandlerClass(request, client_address, self)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass
 
 
+def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
+    """One HTTP/2 connection, as nginx serves it: every stream answered on its own schedule."""
+    config = h2.config.H2Configuration(
+        client_side=False,
+        header_encoding="utf-8",
+        # our own answers need no checking, and nginx's HTTP/2 in C costs far less than h2
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+    conn = h2.connection.H2Connection(config)
+    conn.initiate_connection()
+    due: list[tuple[float, int, int, Route]] = []  # (when, order, stream, route)
+    order = itertools.count()
+    try:
+        sock.sendall(conn.data_to_send())
+        while True:
+            while due and due[0][0] <= time.monotonic():
+                _, _, stream_id, route = heapq.heappop(due)
+                with contextlib.suppress(h2.exceptions.StreamClosedError):  # client cancelled
+                    _answer_h2(conn, stream_id, route)
+                if route.drop_after:
+                    sock.sendall(conn.data_to_send())
+                    return  # close without GOAWAY, as a server that went away
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+            sock.settimeout(max(0.001, due[0][0] - time.monotonic()) if due else None)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    headers = dict(event.headers or ())
+                    host = str(headers.get(":authority", "")).rsplit(":", 1)[0].lower()
+                    path = str(headers.get(":path", "/"))
+                    route = fake.sites(True).get(host, {}).get(path) or fake.fallback(
+                        True, host, path
+                    )
+                    fake.requests.append((True, host, path))
+                    when = time.monotonic() + route.delay + fake.latency
+                    heapq.heappush(due, (when, next(order), event.stream_id or 0, route))
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    sock.sendall(conn.data_to_send())
+                    return
+    except (OSError, h2.exceptions.H2Error):
+        pass  # the client went away
+    finally:
+        sock.close()
+
+
+def _answer_h2(conn: h2.connection.H2Connection, stream_id: int, route: Route) -> None:
+    headers = [
+        (":status", str(route.status)),
+        ("content-type", route.content_type),
+        ("content-length", str(len(route.body))),
+        *((name.lower(), value) for name, value in route.headers.items()),
+    ]
+    conn.send_headers(stream_id, headers, end_stream=not route.body)
+    size = conn.max_outbound_frame_size
+    for start in range(0, len(route.body), size):
+        end = start + size
+        conn.send_data(stream_id, route.body[start:end], end_stream=end >= len(route.body))
+
+
 class FakeInstances:
     """Instances by domain on two local ports: 443's stand-in (TLS, SNI) and 80's (plain)."""
 
-    def __init__(self, ca: CA) -> None:
+    def __init__(self, ca: CA, http2: bool = True) -> None:
         self.ca = ca
+        self.http2 = http2  # offer HTTP/2 (ALPN h2), as nginx with `http2 on`
         self.https: dict[str, dict[str, Route]] = {}
         self.http: dict[str, dict[str, Route]] = {}
         self.contexts: dict[str, ssl.SSLContext] = {}
@@ -274,10 +356,10 @@ class FakeInstances:
         self.http_port = self._servers[1].server_address[1]
         self._threads: list[threading.Thread] = []
 
-    @staticmethod
-    def _context(cert: Path, key: Path) -> ssl.SSLContext:
+    def _context(self, cert: Path, key: Path) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
+        context.set_alpn_protocols(["h2", "http/1.1"] if self.http2 else ["http/1.1"])
         return context
 
     def _sni(self, sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
