@@ -282,12 +282,15 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
     conn.initiate_connection()
     due: list[tuple[float, int, int, Route]] = []  # (when, order, stream, route)
     order = itertools.count()
+    cancelled: set[int] = set()  # streams the client reset: answered by nobody
     try:
         sock.sendall(conn.data_to_send())
         while True:
             while due and due[0][0] <= time.monotonic():
                 _, _, stream_id, route = heapq.heappop(due)
-                with contextlib.suppress(h2.exceptions.StreamClosedError):  # client cancelled
+                if stream_id in cancelled:
+                    continue
+                with contextlib.suppress(h2.exceptions.StreamClosedError):  # closed meanwhile
                     _answer_h2(conn, stream_id, route)
                 if route.drop_after:
                     sock.sendall(conn.data_to_send())
@@ -313,6 +316,8 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
                     fake.requests.append((True, host, path))
                     when = time.monotonic() + route.delay + fake.latency
                     heapq.heappush(due, (when, next(order), event.stream_id or 0, route))
+                elif isinstance(event, h2.events.StreamReset):
+                    cancelled.add(event.stream_id or 0)
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     sock.sendall(conn.data_to_send())
                     return

@@ -130,6 +130,7 @@ def test_a_slow_answer_is_crit_after_its_own_timeout_only(
     others = [r for r in data["results"] if r["check"] != "health"]
     assert all(r["status"] == "OK" for r in others), others
     assert elapsed < 4, f"the slow endpoint held the run for {elapsed:.1f} s"
+    assert fake.connections[True] == 1  # the slow stream shared its HTTP/2 connection
 
 
 def test_a_trickling_server_cannot_stretch_the_deadline(ca: CA) -> None:
@@ -513,10 +514,11 @@ def test_one_slow_instance_does_not_delay_the_others(ca: CA) -> None:
     assert elapsed < 3 * 1.5 + 1, elapsed
 
 
-def test_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) -> None:
+def test_http1_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) -> None:
+    """A server without HTTP/2 (nginx without `http2 on`): HTTP/1.1 keep-alive connections."""
     from fedictl.check_http import Deadline, Pool, get, verifying_context
 
-    fake = FakeInstances(ca)
+    fake = FakeInstances(ca, http2=False)
     routes = fake.add("mastodon")
     routes["/health"].drop_after = True  # as a server whose keep-alive timeout just passed
     fake.start()
@@ -529,7 +531,7 @@ def test_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) -> Non
         assert all(r.status is check.Status.OK for r in results), results
         https_requests = sum(1 for tls, _, _ in fake.requests if tls)
         assert https_requests == 8
-        assert fake.connections[True] < https_requests + 1  # +1: the TLS probe's own handshake
+        assert 1 < fake.connections[True] < https_requests + 1  # +1: the TLS probe's own
 
         pool, context = Pool(), verifying_context(ca.path)
         url = f"https://{MASTODON}"
@@ -545,3 +547,111 @@ def test_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) -> Non
         pool.close()
     finally:
         fake.stop()
+
+
+def test_http2_one_connection_per_instance_for_every_check(ca: CA) -> None:
+    """A server offering HTTP/2 (nginx with `http2 on`): the TLS probe's connection is the only
+    one; every HTTPS check is a stream on it."""
+    fake = FakeInstances(ca)
+    fake.add("mastodon")
+    fake.start()
+    try:
+        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.6.5", (), "admin")
+        options = check.Options(
+            checks=check.selected_checks([], ["host"]), ca_file=ca.path, network=fake.network()
+        )
+        results = check.run([instance], options, None).results
+    finally:
+        fake.stop()
+    assert all(r.status is check.Status.OK for r in results), results
+    assert sum(1 for tls, _, _ in fake.requests if tls) == 8
+    assert fake.connections[True] == 1
+
+
+def test_http2_streams_never_get_each_others_answers(ca: CA) -> None:
+    """Concurrent requests on one shared connection, answered in another order than asked:
+    each gets its own status, headers and body."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedictl.check_http import Deadline, Pool, get, verifying_context
+
+    fake = FakeInstances(ca)
+    routes = fake.add("mastodon")
+    for n in range(12):
+        routes[f"/n/{n}"] = Route(
+            status=200 + n, body=f"answer {n}".encode() * (n + 1), delay=0.03 * (12 - n)
+        )
+    fake.start()
+    pool, context = Pool(), verifying_context(ca.path)
+    try:
+
+        def ask(n: int) -> tuple[int, int, bytes, str]:
+            url = f"https://{MASTODON}/n/{n}"
+            answer = get(fake.network(), url, Deadline(5), context, pool=pool)
+            return n, answer.status, answer.body, answer.headers["content-length"]
+
+        ask(11)  # the connection exists before the others start, as after the TLS probe
+        with ThreadPoolExecutor(12) as threads:
+            answers = list(threads.map(ask, range(12)))
+    finally:
+        pool.close()
+        fake.stop()
+    for n, status, body, length in answers:
+        assert status == 200 + n
+        assert body == f"answer {n}".encode() * (n + 1)
+        assert int(length) == len(body)
+    assert fake.connections[True] == 1
+
+
+def test_http2_a_timed_out_stream_leaves_the_connection_usable(ca: CA) -> None:
+    """A request past its deadline is cancelled on its own; the shared connection serves the
+    next request, and an answer arriving late for the cancelled one goes to nobody."""
+    from fedictl.check_http import Deadline, Pool, ProbeError, get, verifying_context
+
+    fake = FakeInstances(ca)
+    routes = fake.add("mastodon")
+    routes["/slow"] = Route(body=b"late", delay=0.8)
+    fake.start()
+    pool, context = Pool(), verifying_context(ca.path)
+    url = f"https://{MASTODON}"
+    try:
+        assert get(fake.network(), f"{url}/health", Deadline(5), context, pool=pool).body == b"OK"
+        started = time.monotonic()
+        with pytest.raises(ProbeError, match=r"no complete answer within 0\.3 s"):
+            get(fake.network(), f"{url}/slow", Deadline(0.3), context, pool=pool)
+        assert time.monotonic() - started < 0.6
+        answer = get(
+            fake.network(), f"{url}/api/v1/streaming/health", Deadline(5), context, pool=pool
+        )
+        assert (answer.status, answer.body) == (200, b"OK")
+        time.sleep(0.7)  # the slow answer arrives now, for a stream nobody waits on
+        answer = get(fake.network(), f"{url}/health", Deadline(5), context, pool=pool)
+        assert (answer.status, answer.body) == (200, b"OK")
+    finally:
+        pool.close()
+        fake.stop()
+    assert fake.connections[True] == 1
+
+
+def test_http2_a_connection_the_server_drops_is_replaced(ca: CA) -> None:
+    """The server closes the shared connection after an answer (no GOAWAY): the next request
+    goes on a new connection, once."""
+    from fedictl.check_http import Deadline, Pool, get, verifying_context
+
+    fake = FakeInstances(ca)
+    routes = fake.add("mastodon")
+    routes["/health"].drop_after = True
+    fake.start()
+    pool, context = Pool(), verifying_context(ca.path)
+    url = f"https://{MASTODON}"
+    try:
+        assert get(fake.network(), f"{url}/health", Deadline(5), context, pool=pool).body == b"OK"
+        time.sleep(0.1)
+        for path in ("/api/v1/streaming/health", "/"):
+            assert (
+                get(fake.network(), f"{url}{path}", Deadline(5), context, pool=pool).status == 200
+            )
+    finally:
+        pool.close()
+        fake.stop()
+    assert fake.connections[True] == 2
