@@ -78,7 +78,7 @@ def nginx_site(redirect: bool) -> str:
     port80 = "return 301 https://$host$request_uri;" if redirect else "return 200 'plain';"
     return (
         f"server {{\n    listen 80;\n    server_name {DOMAIN};\n    location / {{ {port80} }}\n}}\n"
-        f"server {{\n    listen 443 ssl;\n    server_name {DOMAIN};\n"
+        f"server {{\n    listen 443 ssl;\n    http2 on;\n    server_name {DOMAIN};\n"
         "    ssl_certificate /etc/nginx/check.pem;\n    ssl_certificate_key /etc/nginx/check.key;\n"
         "    location = / { return 200 'instance'; }\n" + "".join(locations) + "}\n"
     )
@@ -193,9 +193,14 @@ def test_all_ok_on_real_nginx_systemd_and_redis(
     setup: tuple[Inventory, CA], lab_host: LabHost
 ) -> None:
     inv, ca = setup
+    lab_host.run(": > /var/log/nginx/access.log")
     code, data, output = run_check(inv, ca, lab_host.host)
     results = by_check(data)
     assert code == 0, output
+    # nginx with `http2 on` (the nginx role's default): every HTTPS check went over HTTP/2
+    requests = lab_host.run("cat /var/log/nginx/access.log").splitlines()
+    assert sum('HTTP/2.0"' in line for line in requests) == 8, requests
+    assert sum('HTTP/1.1"' in line for line in requests) == 1, requests  # port 80
     assert set(results) == {
         "dns", "http-redirect", "https", "tls", "tls-expiry", "health", "streaming", "api",
         "nodeinfo", "webfinger", "actor", "units@ck-web", "disk@ck-web", "backup@ck-web",
