@@ -14,6 +14,7 @@ comparison is dpkg work against dpkg work plus Ansible's.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -34,10 +35,18 @@ def run(argv: list[str]) -> str:
     return proc.stdout
 
 
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def timed(argv: list[str]) -> float:
+    before = load()
     start = time.monotonic()
     run(argv)
-    return time.monotonic() - start
+    elapsed = time.monotonic() - start
+    what = " ".join(argv[1:4])
+    print(f"{elapsed:6.1f} s  {what}  ({before} before, {load()} after)", file=sys.stderr)
+    return elapsed
 
 
 def manual_packages(host: str) -> set[str]:
