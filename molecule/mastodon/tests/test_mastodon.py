@@ -12,9 +12,12 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 from functools import cache
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import testinfra
@@ -248,6 +251,155 @@ def test_owner_account_exists_once_with_its_password_for_root(host: testinfra.ho
     secret = host.file("/root/mastodon-owner-password")
     assert (secret.user, secret.mode) == ("root", 0o600)
     assert re.search(r"(?m)^password: [0-9a-f]{16,}$", secret.content_string)
+
+
+# --- `fedictl check` against this instance (issue #7: the Mastodon checks, proven here) ----------
+
+
+@pytest.fixture(scope="module")
+def check_inventory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, dict[str, str]]:
+    """An inventory for ms-web by `fedictl init`, with this scenario's pin and Redis password."""
+    from fedictl import vault
+    from fedictl.lab import Lab
+
+    tmp = tmp_path_factory.mktemp("check")
+    root = tmp / "project"
+    root.mkdir()
+    for item in ("playbooks", "roles", "plugins", "ansible.cfg"):
+        (root / item).symlink_to(PROJECT / item)
+    env = dict(os.environ, FEDICTL_ROOT=str(root), XDG_CONFIG_HOME=str(tmp / "config"))
+    for key in list(env):
+        if key.startswith(("ANSIBLE_", "MOLECULE_")):
+            del env[key]
+    (web,) = [h for h in Lab().hosts() if h.name == "ms-web"]
+    answers = {
+        "org_name": "Check Mastodon",
+        "admin_email": f"admin@{DOMAIN}",
+        "admin_ssh_keys": list(cast(list[str], _vars()["fedictl_admin_ssh_keys"])),
+        "apps": {"mastodon": {"local_domain": DOMAIN, "version": "v4.5.13", "redis_db": 1}},
+        "servers": [
+            {
+                "name": "ms-web",
+                "address": web.address,
+                "user": "root",
+                "port": 22,
+                "identity_file": web.identity_file,
+                "host_key_checking": False,
+            }
+        ],
+        "smtp": {
+            "host": "smtp.example.test",
+            "port": 587,
+            "tls": "starttls",
+            "user": "",
+            "from_address": f"notifications@{DOMAIN}",
+        },
+        "acme": {"email": f"admin@{DOMAIN}"},
+        "backup": {"repository": "/var/backups/fedictl/restic"},
+    }
+    (tmp / "answers.yml").write_text(json.dumps(answers))
+    fedictl = str(Path(sys.executable).parent / "fedictl")
+    init = subprocess.run(
+        [fedictl, "init", "mscheck", "--answers", str(tmp / "answers.yml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    inv = root / "inventories" / "mscheck"
+    password = tmp / "config" / "fedictl" / "vault" / "mscheck.pass"
+    secret = vault.load_secret(password)
+    data = vault.read_vault(inv / "group_vars/all/vault.yml", secret)
+    # The Sidekiq check logs in to Redis with the inventory's password: this scenario's.
+    data["vault_redis_password"] = _vars()["vault_redis_password"]
+    vault.write_vault(inv / "group_vars/all/vault.yml", data, secret)
+    return inv, password, env
+
+
+def _fedictl_check(inventory: tuple[Path, Path, dict[str, str]]) -> tuple[int, dict[str, Any], str]:
+    inv, password, env = inventory
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "fedictl"),
+            "check",
+            "-i",
+            str(inv),
+            "--vault-password-file",
+            str(password),
+            "--json",
+            "--ca-file",
+            _pebble_root(),
+            "--resolve",
+            f"{DOMAIN}:{_address()}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    for secret in _secrets():
+        assert secret not in output, "a vault value appears in fedictl check's output"
+    assert proc.stdout.startswith("{"), f"exit {proc.returncode}: {output}"
+    return proc.returncode, json.loads(proc.stdout), output
+
+
+def _by_check(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        (r["check"] if r["target"] == r["instance"] else f"{r['check']}@{r['target']}"): r
+        for r in report["results"]
+    }
+
+
+def test_fedictl_check_finds_the_instance_healthy_then_a_stopped_unit(
+    host: testinfra.host.Host, check_inventory: tuple[Path, Path, dict[str, str]]
+) -> None:
+    """Every check of the issue against the real nginx, pebble certificate, units, Redis and
+    backup status of this converged instance: all OK; then streaming stopped is CRIT with a hint."""
+    backup = host.run("systemctl start fedictl-backup.service")
+    assert backup.rc == 0, backup.stderr
+    code, report, output = _fedictl_check(check_inventory)
+    results = _by_check(report)
+    print(output)
+    assert {
+        "dns", "http-redirect", "https", "tls", "tls-expiry", "health", "streaming", "api",
+        "nodeinfo", "webfinger", "actor", "units", "disk", "backup", "sidekiq",
+    } <= {name.split("@")[0] for name in results}  # fmt: skip
+    not_ok = {
+        k: (r["status"], r["value"], r["hint"]) for k, r in results.items() if r["status"] != "OK"
+    }
+    assert code == 0 and not not_ok, not_ok
+    assert "version 4.5.13" in results["api"]["value"], results["api"]
+    assert "reports mastodon" in results["nodeinfo"]["value"], results["nodeinfo"]
+    assert "version 4.5.13" in results["nodeinfo"]["value"], results["nodeinfo"]
+
+    assert host.run("systemctl stop mastodon-streaming@4000").rc == 0
+    try:
+        code, report, output = _fedictl_check(check_inventory)
+    finally:
+        assert host.run("systemctl start mastodon-streaming@4000").rc == 0
+    results = _by_check(report)
+    assert code == 2, output
+    crit = {k for k, r in results.items() if r["status"] == "CRIT"}
+    assert {k.split("@")[0] for k in crit} == {"streaming", "units"}, output
+    units = next(r for k, r in results.items() if k.split("@")[0] == "units")
+    assert "mastodon-streaming@4000" in units["value"] and units["hint"], units
+    assert results["streaming"]["hint"], results["streaming"]
+    _wait_for_streaming()
+
+
+def _wait_for_streaming() -> None:
+    """The streaming unit is back (later tests measure it)."""
+    for _ in range(60):
+        if _get("/api/v1/streaming/health")[0] == 200:
+            return
+        time.sleep(0.5)
+    raise AssertionError("streaming did not come back")
 
 
 def test_check_mode_on_the_converged_host_changes_nothing(host: testinfra.host.Host) -> None:
