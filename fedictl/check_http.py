@@ -847,7 +847,8 @@ class H2Connection:
             stream.size += len(event.data or b"")
             if stream.size > MAX_BODY:
                 stream.error = f"answer larger than {MAX_BODY // 1024} KiB"
-                self._h2.reset_stream(event.stream_id, h2.errors.ErrorCodes.CANCEL)
+                with suppress(h2.exceptions.StreamClosedError):  # its last frame was this one
+                    self._h2.reset_stream(event.stream_id, h2.errors.ErrorCodes.CANCEL)
                 self._finish(event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self._finish(event.stream_id)

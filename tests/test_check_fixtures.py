@@ -283,6 +283,7 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
     due: list[tuple[float, int, int, Route]] = []  # (when, order, stream, route)
     order = itertools.count()
     cancelled: set[int] = set()  # streams the client reset: answered by nobody
+    unsent: dict[int, bytes] = {}  # bodies waiting for the client's flow-control window
     try:
         sock.sendall(conn.data_to_send())
         while True:
@@ -291,7 +292,7 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
                 if stream_id in cancelled:
                     continue
                 with contextlib.suppress(h2.exceptions.StreamClosedError):  # closed meanwhile
-                    _answer_h2(conn, stream_id, route)
+                    _answer_h2(conn, stream_id, route, unsent)
                 if route.drop_after:
                     sock.sendall(conn.data_to_send())
                     return  # close without GOAWAY, as a server that went away
@@ -318,6 +319,9 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
                     heapq.heappush(due, (when, next(order), event.stream_id or 0, route))
                 elif isinstance(event, h2.events.StreamReset):
                     cancelled.add(event.stream_id or 0)
+                    unsent.pop(event.stream_id or 0, None)
+                elif isinstance(event, h2.events.WindowUpdated):
+                    _pump(conn, unsent)
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     sock.sendall(conn.data_to_send())
                     return
@@ -327,7 +331,9 @@ def _serve_h2(fake: FakeInstances, sock: ssl.SSLSocket) -> None:
         sock.close()
 
 
-def _answer_h2(conn: h2.connection.H2Connection, stream_id: int, route: Route) -> None:
+def _answer_h2(
+    conn: h2.connection.H2Connection, stream_id: int, route: Route, unsent: dict[int, bytes]
+) -> None:
     headers = [
         (":status", str(route.status)),
         ("content-type", route.content_type),
@@ -335,10 +341,27 @@ def _answer_h2(conn: h2.connection.H2Connection, stream_id: int, route: Route) -
         *((name.lower(), value) for name, value in route.headers.items()),
     ]
     conn.send_headers(stream_id, headers, end_stream=not route.body)
-    size = conn.max_outbound_frame_size
-    for start in range(0, len(route.body), size):
-        end = start + size
-        conn.send_data(stream_id, route.body[start:end], end_stream=end >= len(route.body))
+    if route.body:
+        unsent[stream_id] = route.body
+        _pump(conn, unsent)
+
+
+def _pump(conn: h2.connection.H2Connection, unsent: dict[int, bytes]) -> None:
+    """Send what the client's flow-control windows allow (it must acknowledge what it read)."""
+    for stream_id, body in list(unsent.items()):
+        try:
+            while body:
+                room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+                if room <= 0:
+                    break
+                chunk, body = body[:room], body[room:]
+                conn.send_data(stream_id, chunk, end_stream=not body)
+        except h2.exceptions.StreamClosedError:
+            body = b""
+        if body:
+            unsent[stream_id] = body
+        else:
+            del unsent[stream_id]
 
 
 class FakeInstances:

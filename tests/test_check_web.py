@@ -655,3 +655,29 @@ def test_http2_a_connection_the_server_drops_is_replaced(ca: CA) -> None:
         pool.close()
         fake.stop()
     assert fake.connections[True] == 2
+
+
+def test_http2_large_answers_flow_and_too_large_ones_are_refused(ca: CA) -> None:
+    """The checker acknowledges what it reads (else a server stops after 64 KiB, as HTTP/2's
+    flow control says), and an answer over 1 MiB is refused without reading it all."""
+    from fedictl.check_http import Deadline, Pool, ProbeError, get, verifying_context
+
+    fake = FakeInstances(ca)
+    routes = fake.add("mastodon")
+    routes["/big"] = Route(body=bytes(range(256)) * 1200)  # 300 KiB
+    routes["/huge"] = Route(body=b"x" * (1024 * 1024 + 1))  # over in its last frame
+    routes["/huger"] = Route(body=b"x" * (3 * 1024 * 1024))  # over long before its end
+    fake.start()
+    pool, context = Pool(), verifying_context(ca.path)
+    url = f"https://{MASTODON}"
+    try:
+        big = get(fake.network(), f"{url}/big", Deadline(5), context, pool=pool)
+        assert big.body == bytes(range(256)) * 1200
+        for path in ("/huge", "/huger"):
+            with pytest.raises(ProbeError, match="answer larger than 1024 KiB"):
+                get(fake.network(), f"{url}{path}", Deadline(5), context, pool=pool)
+        assert get(fake.network(), f"{url}/health", Deadline(5), context, pool=pool).body == b"OK"
+    finally:
+        pool.close()
+        fake.stop()
+    assert fake.connections[True] == 1
