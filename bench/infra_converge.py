@@ -28,7 +28,9 @@ BENCH_HOST = "in-bench"
 
 
 def run(argv: list[str]) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    # molecule runs ansible-config and ansible-playbook from PATH: the virtualenv's come first.
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     if proc.returncode != 0:
         tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{tail}")
