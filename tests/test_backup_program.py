@@ -563,6 +563,30 @@ def test_a_failure_of_the_snapshot_itself_is_diagnosed_once(fake_host: dict[str,
     assert len([c for c in calls(fake_host["log"]) if "cat" in c]) == 1
 
 
+def test_an_unforeseen_error_fails_its_kind_and_still_reaches_the_status(
+    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (here injected into the files kind) must not end the run with a bare traceback that
+    leaves the status file and the metric telling of the last night instead."""
+    cfg = fake_host["cfg"]
+    assert fb.backup_run(cfg, []) == 0
+    good = json.loads(cfg.status_file.read_text())["apps"]["mastodon"]
+    real_tree = fb.Backup.tree
+
+    def broken_tree(self: Any, decl: Any, kind: str) -> dict[str, Any]:
+        if kind == "files":
+            raise KeyError("no-such-field")
+        return real_tree(self, decl, kind)
+
+    monkeypatch.setattr(fb.Backup, "tree", broken_tree)
+    assert fb.backup_run(cfg, []) == 1
+    entry = json.loads(cfg.status_file.read_text())["apps"]["mastodon"]
+    assert entry["last_error"] == "files: internal error (KeyError: 'no-such-field')"
+    assert entry["last_success"] == good["last_success"], "the last good backup stays the last good"
+    assert 'fedictl_backup_last_attempt_success{app="mastodon"} 0' in cfg.prom_file.read_text()
+    assert "Traceback" in capsys.readouterr().err, "the journal gets the traceback to report"
+
+
 def test_missing_config_files_fail_the_config_kind(fake_host: dict[str, Any]) -> None:
     (fake_host["tmp"] / "env.production").unlink()
     assert fb.backup_run(fake_host["cfg"], []) == 1

@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1256,6 +1257,12 @@ def backup_run(cfg: Config, only: list[str], restic: Restic | None = None) -> in
         except OSError as exc:
             result = KindResult(error=f"{exc.strerror}: {exc.filename}")
             log(f"{app} {kind}: FAILED: {exc}")
+        except Exception as exc:
+            # A bug must still reach the status file: anything unforeseen fails this kind like any
+            # other error (the unit fails, status and metric say why, earlier snapshots stay),
+            # with the traceback in the journal.
+            result = KindResult(error=f"internal error ({type(exc).__name__}: {exc})")
+            log(f"{app} {kind}: FAILED with an internal error:\n{traceback.format_exc()}")
         result.seconds = round(time.monotonic() - t0, 1)
         return result
 
