@@ -36,6 +36,7 @@ GUARD_TABLE = "fedictl_lab_guard"
 DEFAULT_SUBNET = "10.213.0.0/24"
 PROXY_PORT = 3142
 FIRST_HOST_OCTET = 10
+OWNER_ENV = "FEDICTL_LAB_OWNER"  # recorded on each host `lab up` starts (scripts/test sets it)
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")  # "vh-" + name must fit IFNAMSIZ (15)
 ALIAS_RE = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -80,6 +81,8 @@ class Host:
     aliases: list[str] = field(default_factory=list)
     pid: int = 0
     running: bool = False
+    # Who started it (FEDICTL_LAB_OWNER at `lab up`), so that a test run stops only its own hosts.
+    owner: str = ""
 
     def public(self) -> dict[str, object]:
         return asdict(self)
@@ -544,8 +547,9 @@ class Lab:
             self.ensure_key()
             self.ensure_base()
             self.ensure_network()
+            owner = os.environ.get(OWNER_ENV, "")
             hosts = [
-                Host(name, addr, "root", 22, str(self.key), aliases.get(name, []))
+                Host(name, addr, "root", 22, str(self.key), aliases.get(name, []), owner=owner)
                 for name, addr in zip(names, self._free_addresses(len(names)), strict=True)
             ]
             started: list[Host] = []

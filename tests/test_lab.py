@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fedictl.cli import cli
 from fedictl.errors import LabError, UsageError
-from fedictl.lab import Lab, apt_mirrors, parse_aliases, validate_name
+from fedictl.lab import OWNER_ENV, Lab, apt_mirrors, parse_aliases, validate_name
 
 CAN_BOOT = os.geteuid() == 0 and all(
     shutil.which(t) for t in ("systemd-nspawn", "debootstrap", "nft", "apt-cacher-ng")
@@ -120,6 +120,8 @@ def test_list_with_no_lab_is_empty_json(tmp_path: Path, monkeypatch: pytest.Monk
 # ---- real hosts ------------------------------------------------------------------------------
 
 NAMES = ["pt-lab-a", "pt-lab-b"]
+# scripts/test stops the hosts whose owner is its own: keep its tag when it runs these tests.
+OWNER = os.environ.get(OWNER_ENV) or "pytest-test-lab"
 
 
 def _on(name: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -138,7 +140,9 @@ def _ssh(name: str, script: str) -> subprocess.CompletedProcess[str]:
 def two_hosts() -> Iterator[list[dict[str, object]]]:
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["lab", "up", *NAMES, "--alias", "pt-lab-b=svc.example.test", "--json"]
+        cli,
+        ["lab", "up", *NAMES, "--alias", "pt-lab-b=svc.example.test", "--json"],
+        env={OWNER_ENV: OWNER},
     )
     assert result.exit_code == 0, result.output
     try:
@@ -158,6 +162,9 @@ def test_up_reports_reachable_hosts(two_hosts: list[dict[str, object]]) -> None:
     listed = json.loads(CliRunner().invoke(cli, ["lab", "list", "--json"]).stdout)
     running = {h["name"] for h in listed if h["running"]}
     assert set(NAMES) <= running
+    assert {h["name"]: h["owner"] for h in listed if h["name"] in NAMES} == dict.fromkeys(
+        NAMES, OWNER
+    ), "each host records who started it, so that scripts/test stops only its own"
 
 
 @needs_lab
