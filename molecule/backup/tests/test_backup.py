@@ -380,6 +380,29 @@ def test_restore_with_force_replaces_database_and_files() -> None:
     assert DST.service("bk-standin.service").is_running
 
 
+def test_restore_onto_a_host_without_the_app_is_refused_before_any_data_changes() -> None:
+    """A restore installs what the data needs, not the app: with the app's unit gone from bk-dst it
+    says so and how to install it, even with --force, and touches no data."""
+    unit = "/etc/systemd/system/bk-standin.service"
+    before = (db_state(DST), media_state(DST))
+    DST.run_expect(
+        [0], f"systemctl stop bk-standin && mv {unit} {unit}.away && systemctl daemon-reload"
+    )
+    try:
+        rc, report, _ = restore(STATE["run1"], force=True)
+    finally:
+        DST.run_expect(
+            [0], f"mv {unit}.away {unit} && systemctl daemon-reload && systemctl start bk-standin"
+        )
+    assert rc != 0
+    messages = failures(report)
+    assert any(
+        "not installed on bk-dst (no bk-standin.service)" in m and "fedictl deploy" in m
+        for m in messages
+    ), messages
+    assert (db_state(DST), media_state(DST)) == before, "a refused restore changed data"
+
+
 def test_comparison_catches_a_changed_row_and_a_changed_file() -> None:
     """The checks a restore and a drill rely on can fail: live data on bk-dst against run 2."""
     ids = {x["kind"]: x["id"] for x in snapshots() if x["run"] == STATE["run2"]}
