@@ -296,6 +296,12 @@ def format_restore(report: dict[str, Any] | None) -> list[str]:
     lines = [f"{report.get('app')}: run {plan.get('run')} ({plan.get('time')})"]
     for kind, snap in (plan.get("snapshots") or {}).items():
         lines.append(f"  {kind:<7} snapshot {snap.get('short_id')} from {snap.get('host')}")
+    installed = report.get("installed") or []
+    if installed:
+        lines.append(
+            f"  installed {report.get('app')} first on {', '.join(installed)} (site.yml, as "
+            "`fedictl deploy` would), then replaced its new data with the backup's"
+        )
     database = report.get("database")
     if database:
         lines.append(f"  database {database.get('database')} on {report.get('database_host')}:")

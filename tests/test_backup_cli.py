@@ -254,6 +254,17 @@ def test_restore_passes_every_choice_and_prints_the_comparison(
     assert "dr-mastodon:files: 42 files checked (sha256, size, mode), all equal" in result.stdout
 
 
+def test_restore_says_where_it_installed_the_app_first(
+    demo: Project, fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports(monkeypatch, **{"restore.json": {**restore_report(), "installed": ["lab1"]}})
+    result = cli(demo, "restore", "--app", "mastodon")
+    assert result.exit_code == 0, result.output
+    assert "installed mastodon first on lab1" in result.stdout
+    reports(monkeypatch, **{"restore.json": restore_report()})
+    assert "installed" not in cli(demo, "restore", "--app", "mastodon").stdout
+
+
 def test_restore_to_an_unknown_host_is_refused(demo: Project, fake: Path) -> None:
     result = cli(demo, "restore", "--app", "mastodon", "--to", "nowhere")
     assert result.exit_code == 2 and "--to nowhere: no host of that name" in result.output

@@ -381,8 +381,9 @@ def test_restore_with_force_replaces_database_and_files() -> None:
 
 
 def test_restore_onto_a_host_without_the_app_is_refused_before_any_data_changes() -> None:
-    """A restore installs what the data needs, not the app: with the app's unit gone from bk-dst it
-    says so and how to install it, even with --force, and touches no data."""
+    """bk-dst is outside the app's group, so the inventory does not say how to install the app
+    there: with the app's unit gone, the restore says so and what to change, even with --force,
+    and touches no data (a host of the group gets the app installed: molecule/mastodon)."""
     unit = "/etc/systemd/system/bk-standin.service"
     before = (db_state(DST), media_state(DST))
     DST.run_expect(
@@ -397,7 +398,8 @@ def test_restore_onto_a_host_without_the_app_is_refused_before_any_data_changes(
     assert rc != 0
     messages = failures(report)
     assert any(
-        "not installed on bk-dst (no bk-standin.service)" in m and "fedictl deploy" in m
+        "not installed on bk-dst (no bk-standin.service)" in m
+        and "does not put bk-dst in the mastodon group" in m
         for m in messages
     ), messages
     assert (db_state(DST), media_state(DST)) == before, "a refused restore changed data"

@@ -409,6 +409,113 @@ def test_check_mode_on_the_converged_host_changes_nothing(host: testinfra.host.H
     assert stats["ms-web"]["failures"] == 0, stats
 
 
+# --- Restore onto a new server ------------------------------------------------------------------
+
+
+def _ssh(host: Any, command: str) -> list[str]:
+    return ["ssh", "-i", host.identity_file, "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            f"{host.user}@{host.address}", command]  # fmt: skip
+
+
+def _moved_inventory(tmp: Path) -> Path:
+    """Molecule's inventory as the operator edits it after losing ms-web: ms-new takes every group
+    ms-web was in; ms-web stays known but in no group."""
+    import shutil
+
+    import yaml
+
+    source = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    target = tmp / "inventory"
+    shutil.copytree(source.parent, target, symlinks=False)
+    data = yaml.safe_load((target / source.name).read_text())
+    new_conn = data["all"]["hosts"]["ms-new"]
+    for group, body in data.items():
+        hosts = body.get("hosts") or {}
+        if group != "all" and "ms-web" in hosts:
+            del hosts["ms-web"]
+            hosts["ms-new"] = new_conn
+    ungrouped = data.setdefault("ungrouped", {}).setdefault("hosts", {})
+    ungrouped["ms-web"] = data["all"]["hosts"]["ms-web"]
+    ungrouped.pop("ms-new", None)
+    (target / source.name).write_text(yaml.safe_dump(data))
+    return target / source.name
+
+
+def test_restore_installs_the_app_on_a_new_server_and_brings_the_data_back(
+    host: testinfra.host.Host, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    """ms-web is lost: the inventory now puts ms-new, a bare Debian 13, in its groups, and the
+    domain's DNS points at ms-new. The restore (playbooks/restore.yml, as `fedictl backup restore`
+    runs it) installs Mastodon there first (site.yml for ms-new: PostgreSQL, Redis, nginx with a
+    certificate from pebble, the release), then replaces that install's new database, media and
+    configuration with the backup's, starts it and waits for its health.
+
+    The repository is a local path on ms-web in this scenario; the test carries it to ms-new as an
+    operator would bring the disk or the remote (sftp repositories: molecule/backup)."""
+    from fedictl.lab import Lab
+
+    lab = {h.name: h for h in Lab().hosts()}
+    web, new, acme = lab["ms-web"], lab["ms-new"], lab["ms-acme"]
+    new_host = _lab_host("ms-new")
+    assert not new_host.file(ENV_FILE).exists
+    assert new_host.run("systemctl cat mastodon-web.service").rc != 0, "ms-new is not bare"
+
+    backup = host.run("systemctl start fedictl-backup.service")
+    assert backup.rc == 0, backup.stderr
+    sender = subprocess.Popen(
+        _ssh(web, "tar -C /var/backups/fedictl -cf - restic"), stdout=subprocess.PIPE
+    )
+    receiver = subprocess.run(
+        _ssh(new, "install -d -m 0700 /var/backups/fedictl && tar -C /var/backups/fedictl -xf -"),
+        stdin=sender.stdout, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert sender.wait() == 0 and receiver.returncode == 0, receiver.stderr
+
+    moved_dns = (
+        f"cp /etc/hosts /etc/hosts.before-move && sed -i 's/[[:space:]]{DOMAIN}//' /etc/hosts"
+        f" && echo '{new.address} {DOMAIN}' >> /etc/hosts"
+    )
+    for where in (acme, new):
+        subprocess.run(_ssh(where, moved_dns), check=True, capture_output=True)
+    try:
+        inventory = _moved_inventory(tmp_path)
+        proc = subprocess.run(
+            ["ansible-playbook", "--inventory", str(inventory), "--extra-vars",
+             json.dumps({"fedictl_restore_app": "mastodon", "fedictl_report_dir": str(tmp_path)}),
+             str(PROJECT / "playbooks" / "restore.yml")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        for where in (acme, new):
+            subprocess.run(_ssh(where, "mv /etc/hosts.before-move /etc/hosts"), check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    for secret in _secrets():
+        assert secret not in output, "a vault value appears in the restore's output"
+
+    report = json.loads((tmp_path / "restore.json").read_text())
+    assert report["installed"] == ["ms-new"] and report["database_host"] == "ms-new"
+    assert report["completed"] and report["database"]["ok"], report
+    assert all(f["ok"] for f in report["files"].values()), report["files"]
+    # The seeded rows and media, and the account the install created, are the backup's now.
+    assert _statuses_fingerprint(new_host) == seeded["statuses"]
+    assert _psql(new_host, "SELECT count(*) FROM accounts") == _psql(
+        host, "SELECT count(*) FROM accounts"
+    )
+    for unit in UNITS:
+        assert new_host.service(unit).is_running, unit
+    # A visitor reaching the moved domain gets ms-new's own certificate from pebble and the media.
+    status, _, body = https_get(new.address, DOMAIN, f"/system/{MEDIA_PATH}", _pebble_root())
+    assert status == 200 and hashlib.sha256(body).hexdigest() == seeded["media"]
+    status, _, body = https_get(new.address, DOMAIN, "/api/v2/instance", _pebble_root())
+    assert status == 200 and json.loads(body)["version"] == "4.5.13"
+    assert new_host.file(MARKER).content_string.strip() == "v4.5.13"
+    # The configuration is the backup's; the one the install generated was moved aside, private.
+    assert new_host.file(ENV_FILE).sha256sum == host.file(ENV_FILE).sha256sum
+    assert (new_host.file(ENV_FILE).user, new_host.file(ENV_FILE).mode) == ("mastodon", 0o600)
+
+
 # --- Upgrades ----------------------------------------------------------------------------------
 
 
