@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -520,6 +521,84 @@ def test_retention_groups_each_app_kind_and_host_apart() -> None:
     assert len(snapshots()) > 3, "nothing was forgotten"
 
 
+# --- S3 and rest-server repositories ------------------------------------------------------------
+
+S3_SECRET = str(VARS["vault_s3_secret_access_key"])  # TEST-ONLY, molecule.yml
+DST_ADDRESS = RUNNER.get_variables("bk-dst")["ansible_host"]
+# Each remote backend on bk-dst, from Debian's packages (prepare.yml), test-only: how it starts,
+# the repository URL, the inventory's extra settings, and a URL listing its snapshot objects.
+REMOTES = {
+    "s3": {
+        # moto's S3 server accepts any key: this proves what fedictl sends, not that a provider
+        # checks it.
+        "start": f"python3 -m moto.server -H {DST_ADDRESS} -p 9000",
+        "repository": f"s3:http://{DST_ADDRESS}:9000/fedictl-bk/org",
+        "vars": {"fedictl_s3": {"access_key_id": "TESTONLYS3ACCESSKEY", "region": "us-east-1"}},
+        "env": ["AWS_ACCESS_KEY_ID=TESTONLYS3ACCESSKEY", f"AWS_SECRET_ACCESS_KEY={S3_SECRET}",
+                "AWS_DEFAULT_REGION=us-east-1"],
+        "listing": f"http://{DST_ADDRESS}:9000/fedictl-bk?prefix=org/snapshots/",
+        "count": "<Key>org/snapshots/",
+    },
+    "rest": {
+        "start": f"restic-rest-server --path /srv/bk-rest --listen {DST_ADDRESS}:8000 --no-auth",
+        "repository": f"rest:http://{DST_ADDRESS}:8000/org",
+        "vars": {},
+        "env": [],
+        "listing": f"http://{DST_ADDRESS}:8000/org/snapshots/",
+        "count": '"name"',
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["s3", "rest"])
+def test_a_remote_repository_is_initialised_backed_up_to_and_read_back(backend: str) -> None:
+    """The role with an s3: or rest: repository on a server of that kind (on bk-dst): it
+    initialises the repository, a backup puts its three kinds there, each reads back equal to
+    bk-src's live data, and restic.env holds the settings for root only. Then bk-src goes back to
+    the sftp repository."""
+    remote = REMOTES[backend]
+    DST.run_expect([0], f"systemd-run --unit=bk-{backend} --property=Restart=no {remote['start']}")
+    settings = {
+        "fedictl_backup": {**VARS["fedictl_backup"], "repository": remote["repository"]},
+        **remote["vars"],
+    }
+    try:
+        for _ in range(40):  # the server takes a moment to start
+            if SRC.run("curl -s -o /dev/null %s", remote["listing"]).rc == 0:
+                break
+            time.sleep(0.5)
+        rc, report, stderr = playbook("backup.yml", "--limit", "bk-src", "-e", json.dumps(settings))
+        assert rc == 0, failures(report) or stderr
+        env = SRC.file("/etc/fedictl/backup/restic.env")
+        assert (env.user, env.mode) == ("root", 0o600)
+        lines = env.content_string.splitlines()
+        assert f"RESTIC_REPOSITORY={remote['repository']}" in lines
+        assert set(remote["env"]) <= set(lines), "the backend's settings reach restic"
+        result, journal = start_backup()
+        assert result.rc == 0, journal
+        taken = snapshots()
+        assert sorted(x["kind"] for x in taken) == ["config", "db", "files"], taken
+        assert {x["id"] for x in taken} == set(status()["apps"]["mastodon"]["snapshots"].values())
+        for snap in taken:
+            verify = run(
+                SRC, PROGRAM + " verify --app mastodon --kind %s --snapshot %s", snap["kind"],
+                snap["id"],
+            )  # fmt: skip
+            assert verify.rc == 0 and json.loads(verify.stdout)["ok"], verify.stdout[-2000:]
+        # The snapshots are objects on that server, as its own listing shows.
+        listing = SRC.check_output(
+            "curl -sf -H 'Accept: application/vnd.x.restic.rest.v2' '%s'", remote["listing"]
+        )
+        assert listing.count(remote["count"]) == 3, listing[:2000]
+        OUTPUTS.append(journal)
+    finally:
+        rc, report, stderr = playbook("backup.yml", "--limit", "bk-src")
+        DST.run("systemctl stop bk-%s", backend)
+    assert rc == 0, failures(report) or stderr
+    assert "RESTIC_REPOSITORY=sftp:" in SRC.file("/etc/fedictl/backup/restic.env").content_string
+    assert len(snapshots()) > 3, "the sftp repository's snapshots are listed again"
+
+
 # --- the CLI against an inventory made by `fedictl init` ----------------------------------------
 
 
@@ -662,7 +741,7 @@ def test_cli_drill_never_overwrites_a_host_holding_data(
 
 
 def test_no_secret_in_any_output_log_or_status() -> None:
-    secrets = [VARS["vault_restic_password"], VARS["vault_mastodon_db_password"]]
+    secrets = [VARS["vault_restic_password"], VARS["vault_mastodon_db_password"], S3_SECRET]
     key_lines = [line for line in KEY_FILE.read_text().splitlines() if "PRIVATE KEY" not in line]
     secrets += [line for line in key_lines if len(line) > 20]
     # A fresh run of converge with the normal callback, verbose, and a --check --diff run.
