@@ -371,7 +371,20 @@ def test_restore_refuses_a_non_empty_database_without_force() -> None:
     assert DST.service("bk-standin.service").is_running, "a refused restore stopped the app"
 
 
+def _invocation(host: testinfra.host.Host, unit: str) -> str:
+    return str(host.check_output("systemctl show --value -p InvocationID %s", unit))
+
+
+def _last_event(host: testinfra.host.Host, unit: str, verb: str) -> int:
+    """Unix second of systemd's last "Stopped"/"Started" message for ``unit``."""
+    lines = host.check_output("journalctl -u %s -o short-unix --no-pager _PID=1", unit).splitlines()
+    times = [line.split()[0] for line in lines if f": {verb} {unit}" in line]
+    assert times, f"no '{verb} {unit}' in the journal"
+    return int(float(times[-1]))
+
+
 def test_restore_with_force_replaces_database_and_files() -> None:
+    before = _invocation(DST, "bk-standin.service")
     rc, report, stderr = restore(STATE["run2"], force=True)
     assert rc == 0, failures(report) or stderr
     assert db_state(DST) == STATE["db2"]
@@ -379,6 +392,13 @@ def test_restore_with_force_replaces_database_and_files() -> None:
     aside = DST.check_output("ls -d %s.pre-restore-*", MEDIA).split()
     assert len(aside) == 1, "the replaced media are kept aside"
     assert DST.service("bk-standin.service").is_running
+    # The app was stopped while its data was replaced: it stopped before the old media were moved
+    # aside and started again after (unix seconds), as a new invocation.
+    assert _invocation(DST, "bk-standin.service") != before
+    moved = int(DST.check_output("stat -c %%Z %s", aside[0]))
+    stopped = _last_event(DST, "bk-standin.service", "Stopped")
+    started = _last_event(DST, "bk-standin.service", "Started")
+    assert stopped <= moved <= started, (stopped, moved, started)
 
 
 def test_restore_onto_a_host_without_the_app_is_refused_before_any_data_changes() -> None:
