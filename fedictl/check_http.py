@@ -174,16 +174,19 @@ class _Watchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        self._armed: set[int] = set()  # tokens neither fired nor disarmed
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def arm(self, at: float, callback: Callable[[], None]) -> int:
         with self._cond:
             token = next(self._ids)
             earliest = not self._heap or at < self._heap[0][0]
             heapq.heappush(self._heap, (at, token, callback))
-            if self._thread is None or not self._thread.is_alive():
+            self._armed.add(token)
+            self._stopping = False
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="fedictl-check watchdog", daemon=True
                 )
@@ -194,29 +197,49 @@ class _Watchdog:
 
     def disarm(self, token: int) -> None:
         with self._cond:
-            self._cancelled.add(token)
+            self._armed.discard(token)
 
-    def _next(self) -> Callable[[], None]:
+    def stop(self) -> None:
+        """End the thread if nothing is armed (a process must have no thread left to fork)."""
+        with self._cond:
+            thread = self._thread
+            if thread is None or self._armed:
+                return
+            self._stopping = True
+            self._cond.notify()
+        thread.join(1.0)  # at once, unless a deadline was armed meanwhile: then it stays
+
+    def _next(self) -> Callable[[], None] | None:
         with self._cond:
             while True:
-                while self._heap and self._heap[0][1] in self._cancelled:
-                    self._cancelled.discard(heapq.heappop(self._heap)[1])
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)
                 if not self._heap:
+                    if self._stopping:
+                        self._stopping = False
+                        self._thread = None
+                        return None
                     self._cond.wait()
                     continue
                 wait = self._heap[0][0] - time.monotonic()
                 if wait <= 0:
-                    return heapq.heappop(self._heap)[2]
+                    _, token, callback = heapq.heappop(self._heap)
+                    self._armed.discard(token)
+                    return callback
                 self._cond.wait(wait)
 
     def _run(self) -> None:
-        while True:
-            callback = self._next()
+        while (callback := self._next()) is not None:
             with suppress(Exception):
                 callback()
 
 
 _WATCHDOG = _Watchdog()
+
+
+def stop_watchdog() -> None:
+    """End the deadline thread when no deadline is armed (before a fork; it restarts on use)."""
+    _WATCHDOG.stop()
 
 
 @contextmanager
