@@ -1,0 +1,1 @@
+../../common/files/fedictl_probe.py
