@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -58,12 +59,16 @@ def manual_packages(host: str) -> set[str]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", action="store_true", help="leave the infra hosts up afterwards")
+    parser.add_argument(
+        "--noop-runs", type=int, default=5, help="no-op re-converges to time (the median counts)"
+    )
     args = parser.parse_args()
     molecule = [MOLECULE]
     try:
         run([*molecule, "create", "-s", "infra"])  # boots in-acme and in-web, prepare starts pebble
         fresh = timed([*molecule, "converge", "-s", "infra"])
-        noop = timed([*molecule, "converge", "-s", "infra"])
+        noops = [timed([*molecule, "converge", "-s", "infra"]) for _ in range(args.noop_runs)]
+        noop = statistics.median(noops)
         print(f"fresh converge {fresh:.1f} s, no-op re-converge {noop:.1f} s", file=sys.stderr)
         converged = manual_packages("in-web")
     finally:
@@ -88,7 +93,9 @@ def main() -> int:
         f"fresh converge (molecule converge)    {fresh:6.1f} s  ratio {ratio:.2f} (<=1.5) {verdict}"
     )
     verdict = "OK" if noop <= 10 else "MISSED"
-    print(f"no-op re-converge                     {noop:6.1f} s  target <= 10 s  {verdict}")
+    runs = " ".join(f"{t:.1f}" for t in noops)
+    print(f"no-op re-converge (median)            {noop:6.1f} s  target <= 10 s  {verdict}")
+    print(f"no-op runs: {runs}")
     return 0 if ratio <= 1.5 and noop <= 10 else 1
 
 
