@@ -528,7 +528,12 @@ def test_an_unreachable_repository_fails_every_kind_with_the_reason(
         assert error.split(": ", 1)[1].startswith("repository unreachable (restic exit 1)")
         assert "No route to host" in error
     made = calls(fake_host["log"])
-    assert [c for c in made if "cat" in c] == [made[-1]], "one diagnosis, after the failures"
+    # The kinds run side by side: the first to fail asks why, the other shares the answer (its
+    # own restic may start after the diagnosis on a busy machine: "after the failures" is too
+    # strict).
+    diagnoses = [i for i, c in enumerate(made) if "cat" in c]
+    assert len(diagnoses) == 1, "one diagnosis for the kinds that fail together"
+    assert any("backup" in c for c in made[: diagnoses[0]]), "asked only after a failure"
     assert not [c for c in made if "forget" in c or "prune" in c]
 
 
