@@ -101,6 +101,17 @@ def test_commands_report_their_exit_code_and_output(tmp_path: Path) -> None:
     assert found["locale"]["stdout_lines"] == ["C.UTF-8"], "commands answer in a fixed locale"
 
 
+def test_commands_run_side_by_side(tmp_path: Path) -> None:
+    now = 'python3 -c "import time; print(time.time())" >> {0}'
+    span = f"{now}; sleep 0.3; {now}"
+    _probe({"run": {name: {"sh": span.format(tmp_path / name)} for name in ("a", "b")}})
+
+    (start_a, end_a), (start_b, end_b) = (
+        [float(t) for t in (tmp_path / name).read_text().split()] for name in ("a", "b")
+    )
+    assert max(start_a, start_b) < min(end_a, end_b), "one command waited for the other"
+
+
 def test_the_probe_changes_nothing(tmp_path: Path) -> None:
     conf = tmp_path / "app.conf"
     conf.write_text("x")
