@@ -1,0 +1,1 @@
+../../common/action_plugins/fedictl_files.py
