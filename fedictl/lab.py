@@ -131,8 +131,9 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _pid_alive(pid: int, comm: str) -> bool:
-    """True when PID runs ``comm`` and is not a zombie (PIDs get reused; a dead nspawn lingers)."""
+def _pid_alive(pid: int, *comms: str) -> bool:
+    """True when PID runs one of ``comms`` and is not a zombie (PIDs get reused; a dead nspawn
+    lingers). One read of /proc: a process that execs between two reads still counts."""
     if pid <= 0:
         return False
     try:
@@ -141,7 +142,7 @@ def _pid_alive(pid: int, comm: str) -> bool:
         return False
     name = stat[stat.index("(") + 1 : stat.rindex(")")]
     state = stat[stat.rindex(")") + 2 :].split()[0]
-    return name == comm[:15] and state not in ("Z", "X")
+    return name in {comm[:15] for comm in comms} and state not in ("Z", "X")
 
 
 def validate_name(name: str) -> None:
@@ -658,7 +659,8 @@ class Lab:
             for name, host in list(pending.items()):
                 if _ssh_banner(host.address, host.port, 0.3):
                     del pending[name]
-                elif not _pid_alive(host.pid, "systemd-nspawn") and not _pid_alive(host.pid, "sh"):
+                # Asked in one read: the sh that joins the cgroups execs nspawn at any moment.
+                elif not _pid_alive(host.pid, "systemd-nspawn", "sh"):
                     log = self._host_dir(name) / "console.log"
                     raise LabError(f"lab host {name} stopped while booting; console:\n{_tail(log)}")
             if pending and time.monotonic() > deadline:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fedictl.cli import cli
 from fedictl.errors import LabError, UsageError
-from fedictl.lab import OWNER_ENV, Lab, apt_mirrors, parse_aliases, validate_name
+from fedictl.lab import OWNER_ENV, Lab, _pid_alive, apt_mirrors, parse_aliases, validate_name
 
 CAN_BOOT = os.geteuid() == 0 and all(
     shutil.which(t) for t in ("systemd-nspawn", "debootstrap", "nft", "apt-cacher-ng")
@@ -50,6 +50,21 @@ def test_down_needs_names_or_all() -> None:
     result = CliRunner().invoke(cli, ["lab", "down"])
     assert result.exit_code == 2
     assert "--all" in result.output
+
+
+def test_a_booting_host_counts_as_alive_before_and_after_its_sh_execs_nspawn() -> None:
+    # lab up starts `sh` (which joins the host's cgroups) and it execs systemd-nspawn. The boot wait
+    # once asked for each name in a separate read of /proc, and a process that exec'd between the
+    # two reads looked dead: "stopped while booting" with an empty console (seen in infra-split).
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _pid_alive(proc.pid, "systemd-nspawn", "sleep")
+        assert _pid_alive(proc.pid, "sleep")
+        assert not _pid_alive(proc.pid, "systemd-nspawn", "sh")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not _pid_alive(proc.pid, "systemd-nspawn", "sleep"), "a reaped process is gone"
 
 
 def test_aliases_parse_and_reject() -> None:
