@@ -8,6 +8,7 @@ password must be set again; it is checked against a verifier PostgreSQL itself m
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import json
@@ -131,7 +132,7 @@ def test_every_role_ships_the_same_probe(role: str) -> None:
     assert shipped.is_symlink() and shipped.resolve() == PROBE
 
 
-def _scram_matches() -> Any:
+def _scram_filter(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(
         "scram", ROOT / "roles/postgresql/filter_plugins/scram.py"
     )
@@ -139,7 +140,11 @@ def _scram_matches() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     filters = module.FilterModule().filters()
-    return filters["postgresql_scram_matches"]
+    return filters[name]
+
+
+def _scram_matches() -> Any:
+    return _scram_filter("postgresql_scram_matches")
 
 
 # Made by PostgreSQL 17 (pg_authid.rolpassword) for the infra scenario's TEST-ONLY owner password.
@@ -171,3 +176,25 @@ def test_scram_says_no_otherwise_so_the_role_sets_the_password(
     verifier: object, password: str
 ) -> None:
     assert _scram_matches()(verifier, password) is False
+
+
+def test_scram_verifier_is_what_postgresql_stores_for_the_password() -> None:
+    make = _scram_filter("postgresql_scram_verifier")
+    first, second = make(PASSWORD), make(PASSWORD)
+    # PostgreSQL's own layout and defaults: 4096 iterations, a 16-byte salt, 32-byte keys.
+    method, params, keys = first.split("$")
+    iterations, salt = params.split(":")
+    stored_key, server_key = keys.split(":")
+    assert (method, iterations) == ("SCRAM-SHA-256", "4096")
+    assert len(base64.b64decode(salt)) == 16
+    assert len(base64.b64decode(stored_key)) == len(base64.b64decode(server_key)) == 32
+    # A fresh salt each time, and each verifier belongs to the password and to no other.
+    assert first != second
+    assert _scram_matches()(first, PASSWORD) and _scram_matches()(second, PASSWORD)
+    assert not _scram_matches()(first, PASSWORD + "x")
+
+
+@pytest.mark.parametrize("password", ["", "TEST-ONLY-pässword", None])
+def test_scram_verifier_leaves_to_the_server_what_it_cannot_make(password: object) -> None:
+    # Empty: validation refuses it earlier. Non-ASCII: SASLprep may change it; the server hashes it.
+    assert _scram_filter("postgresql_scram_verifier")(password) == ""

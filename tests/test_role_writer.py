@@ -189,6 +189,51 @@ def test_errors_name_the_path(tmp_path: Path) -> None:
     assert "no-such-user-fedictl" in no_owner["failed"]
 
 
+LOGIN_DEFS = "# comment UMASK 077\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\nUMASK 002\nENV_PATH x"
+
+
+def _lines(path: Path, *edits: tuple[str, str]) -> dict[str, Any]:
+    item = _file(path, "", state="lines", lines=[{"regexp": r, "line": ln} for r, ln in edits])
+    del item["content"]
+    return item
+
+
+def test_lines_are_edited_as_lineinfile_does(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text(LOGIN_DEFS)
+    defs.chmod(0o600)
+    edits = [
+        (r"^UMASK\s", "UMASK\t027"),  # two matches: the last one is replaced
+        (r"^PASS_MAX_DAYS\s", "PASS_MAX_DAYS\t365"),  # one match, replaced in place
+        (r"^PASS_MIN_DAYS\s", "PASS_MIN_DAYS\t1"),  # none: appended, after a newline
+    ]
+
+    first = _write([_lines(defs, *edits)])
+    again = _write([_lines(defs, *edits)])
+
+    assert first["results"][0]["changed"] and "failed" not in first
+    assert defs.read_text() == (
+        "# comment UMASK 077\nUMASK\t\t022\nPASS_MAX_DAYS\t365\nUMASK\t027\nENV_PATH x\n"
+        "PASS_MIN_DAYS\t1\n"
+    )
+    assert _mode(defs) == 0o644, "the item's mode is applied, as lineinfile's mode"
+    diff = first["results"][0]["diff"]
+    assert diff["before"] == LOGIN_DEFS and diff["after"] == defs.read_text()
+    assert again["results"][0]["changed"] is False
+
+
+def test_lines_need_the_file_and_check_mode_writes_nothing(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text(LOGIN_DEFS)
+
+    missing = _write([_lines(tmp_path / "sysstat", ("^ENABLED=", 'ENABLED="true"'))])
+    dry = _write([_lines(defs, (r"^UMASK\s", "UMASK\t027"))], check=True)
+
+    assert f"{tmp_path / 'sysstat'} does not exist" in missing["failed"]
+    assert not (tmp_path / "sysstat").exists()
+    assert dry["results"][0]["changed"] and defs.read_text() == LOGIN_DEFS
+
+
 @pytest.mark.parametrize("role", ["nginx", "postgresql", "redis"])
 def test_every_role_ships_the_same_action(role: str) -> None:
     shipped = ROOT / "roles" / role / "action_plugins" / "fedictl_files.py"

@@ -10,7 +10,8 @@ replaces files atomically, runs each item's validate command on the candidate, a
 check mode. Shared by the fedictl roles (the others link to this file).
 
 Options:
-  items: list of {path, state: file|directory|absent (file), src: template | content: text, mode,
+  items: list of {path, state: file|directory|absent|lines (file), src: template | content: text,
+         lines: [{regexp, line}] (state lines: edit an existing file as lineinfile does), mode,
          owner (root), group (root), validate: command with %s, vars: extra template variables,
          diff: false to keep this item's content out of --diff (secrets)}
 Returns: changed, changed_paths (the paths the writer changed, or would in check mode), diff.
@@ -28,7 +29,7 @@ from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import lookup_loader
 
 WRITER = Path(__file__).resolve().parent.parent / "files" / "fedictl_write.py"
-STATES = ("file", "directory", "absent")
+STATES = ("file", "directory", "absent", "lines")
 
 
 class ActionModule(ActionBase):
@@ -55,6 +56,22 @@ class ActionModule(ActionBase):
             diff=bool(item.get("diff", True)),
         )
         if state == "directory":
+            return request
+        if state == "lines":
+            edits = item.get("lines")
+            if (
+                not isinstance(edits, list)
+                or not edits
+                or not all(
+                    isinstance(edit, dict) and set(edit) == {"regexp", "line"} for edit in edits
+                )
+            ):
+                raise AnsibleActionFail(
+                    f"fedictl_files: {path}: lines must be a list of {{regexp, line}}: {edits!r}"
+                )
+            request["lines"] = [{"regexp": str(e["regexp"]), "line": str(e["line"])} for e in edits]
+            if item.get("validate"):
+                request["validate"] = str(item["validate"])
             return request
         if "src" in item:
             template = lookup_loader.get(

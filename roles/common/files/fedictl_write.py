@@ -3,10 +3,13 @@
 # file. The roles run it through their fedictl_files action (action_plugins/fedictl_files.py):
 #   python3 -c "<this file>" < request
 #   request: {"check": bool, "diff": bool,
-#             "items": [{"path", "state": "file"|"directory"|"absent", "content" (file),
-#                        "mode" "0644", "owner", "group", "validate" (a command; %s is the
-#                        candidate file), "diff" (false: keep the content out of the diff)}]}
+#             "items": [{"path", "state": "file"|"directory"|"absent"|"lines", "content" (file),
+#                        "lines" (lines: [{"regexp", "line"}]), "mode" "0644", "owner", "group",
+#                        "validate" (a command; %s is the candidate file), "diff" (false: keep
+#                        the content out of the diff)}]}
 #   output:  {"results": [{"path", "changed", "diff" (when asked)}], "failed": "message"}
+# "lines" edits a file that must exist, as ansible.builtin.lineinfile does with regexp and line: the
+# last line the regexp matches (re.search) becomes the line; with no match the line is appended.
 # Items are applied in order and the first error stops the rest, as a failed task would. A file
 # is replaced atomically (a candidate in the same directory, validated, then renamed over the live
 # one); only what differs is touched. In check mode nothing is written. Shared by the roles.
@@ -14,6 +17,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import stat
@@ -102,6 +106,25 @@ def write_file(item, check):
     return True, diff
 
 
+def edit_lines(item, check):
+    path = item["path"]
+    st = current(path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise Failed(f"{path} does not exist or is not a regular file (its package installs it)")
+    with open(path, "rb") as handle:
+        lines = handle.read().decode().splitlines(keepends=True)
+    for edit in item["lines"]:
+        pattern, wanted = re.compile(edit["regexp"]), edit["line"] + "\n"
+        matches = [index for index, line in enumerate(lines) if pattern.search(line.rstrip("\n"))]
+        if matches:
+            lines[matches[-1]] = wanted
+        else:
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            lines.append(wanted)
+    return write_file({**item, "content": "".join(lines)}, check)
+
+
 def make_directory(item, check):
     path = item["path"]
     uid, gid = ids(item)
@@ -137,13 +160,13 @@ def remove(item, check):
 
 def main():
     request = json.load(sys.stdin)
-    apply = {"file": write_file, "directory": make_directory, "absent": remove}
+    apply = {"file": write_file, "directory": make_directory, "absent": remove, "lines": edit_lines}
     results = []
     output = {"results": results}
     for item in request["items"]:
         try:
             changed, diff = apply[item.get("state", "file")](item, request.get("check", False))
-        except (Failed, OSError) as exc:
+        except (Failed, OSError, re.error, UnicodeDecodeError) as exc:
             output["failed"] = str(exc)
             break
         entry = {"path": item["path"], "changed": changed}

@@ -1,8 +1,9 @@
-"""postgresql role filter: does a stored SCRAM-SHA-256 verifier belong to a password?
+"""postgresql role filters: SCRAM-SHA-256 verifiers of the owners' passwords, on the controller.
 
-Lets the role skip re-setting an owner's password that already matches, from the verifier its
-probe read in pg_authid, without sending the password to the host. Runs on the controller
-(RFC 5802 / RFC 7677).
+`postgresql_scram_matches` lets the role skip re-setting an owner's password that already
+matches, from the verifier its probe read in pg_authid; `postgresql_scram_verifier` makes the
+verifier the role stores (as `ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...'`, which PostgreSQL
+keeps as given), so the password itself is never sent to the host (RFC 5802 / RFC 7677).
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+
+# PostgreSQL's default (scram_iterations) and salt length.
+ITERATIONS = 4096
+SALT_BYTES = 16
 
 
 def scram_matches(verifier: object, password: object) -> bool:
@@ -32,16 +38,36 @@ def scram_matches(verifier: object, password: object) -> bool:
         )
     except ValueError:  # also binascii.Error
         return False
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    wanted_stored = base64.b64encode(hashlib.sha256(client_key).digest()).decode()
-    wanted_server = base64.b64encode(
-        hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    ).decode()
+    wanted_stored, wanted_server = _keys(salted)
     return hmac.compare_digest(wanted_stored, stored_key) and hmac.compare_digest(
         wanted_server, server_key
     )
 
 
+def scram_verifier(password: object) -> str:
+    """The verifier PostgreSQL would store for `password`, with a fresh random salt.
+
+    Only for ASCII passwords (SASLprep leaves those unchanged); for any other the result is '', and
+    the role sends the password for the server to hash instead.
+    """
+    if not isinstance(password, str) or not password or not password.isascii():
+        return ""
+    salt = os.urandom(SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
+    stored_key, server_key = _keys(salted)
+    return f"SCRAM-SHA-256${ITERATIONS}:{base64.b64encode(salt).decode()}${stored_key}:{server_key}"
+
+
+def _keys(salted: bytes) -> tuple[str, str]:
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = base64.b64encode(hashlib.sha256(client_key).digest()).decode()
+    server_key = base64.b64encode(hmac.new(salted, b"Server Key", hashlib.sha256).digest()).decode()
+    return stored_key, server_key
+
+
 class FilterModule:
     def filters(self) -> dict[str, object]:
-        return {"postgresql_scram_matches": scram_matches}
+        return {
+            "postgresql_scram_matches": scram_matches,
+            "postgresql_scram_verifier": scram_verifier,
+        }
