@@ -97,6 +97,23 @@ def test_services_are_enabled_and_running(host: testinfra.host.Host) -> None:
         assert host.service(unit).is_running, unit
 
 
+def test_a_fresh_host_gets_every_package_in_one_apt_transaction(
+    host: testinfra.host.Host,
+) -> None:
+    """The later roles name their packages (`packages` entry points), common installs them with its
+    own: apt ran once for fail2ban, PostgreSQL, Redis and nginx alike; no role installed again."""
+    history = host.file("/var/log/apt/history.log").content_string
+    installs = [
+        {word.split("=")[0] for word in line.split(" install ", 1)[1].split()}
+        for line in history.splitlines()
+        if line.startswith("Commandline:") and " install " in line
+    ]
+    later = {"postgresql-17", "redis-server", "nginx", "certbot"}
+    with_later = [names for names in installs if names & later]
+    assert len(with_later) == 1, f"the later roles' packages came in {len(with_later)} apt runs"
+    assert later | {"fail2ban", "nftables"} <= with_later[0]
+
+
 def test_the_firewall_opens_http_and_https_through_the_common_interface(
     host: testinfra.host.Host,
 ) -> None:
