@@ -26,6 +26,10 @@ VARS = RUNNER.get_variables("is-db")
 APPS = VARS["fedictl_apps"]
 SOCIAL, VIDEO, PHOTOS = APPS["mastodon"], APPS["peertube"], APPS["pixelfed"]
 REDIS_PORT = int(VARS["redis_port"])
+# The flavour molecule.yml chose (valkey here, redis-server in `infra`): Debian names its package,
+# unit, configuration, user and command-line client after it.
+FLAVOUR = VARS["redis_flavour"]
+REDIS_UNIT = f"{FLAVOUR}-server"
 PG_SERVICE = "postgresql@17-main"
 
 
@@ -57,15 +61,15 @@ def psql_as(host: testinfra.host.Host, address: str, user: str, password: str, d
 def redis_cli(
     host: testinfra.host.Host, *args: str, password: str | None = None, address: str = "127.0.0.1"
 ):
+    """The flavour's own client on is-db, Debian's redis-cli on the client hosts (prepare.yml)."""
+    cli = f"{FLAVOUR}-cli" if host is DB else "redis-cli"
     auth = f"REDISCLI_AUTH={password} " if password else ""
-    cmd = f"{auth}timeout 5 redis-cli --no-auth-warning -h {address} -p {REDIS_PORT} " + " ".join(
-        args
-    )
+    cmd = f"{auth}timeout 5 {cli} --no-auth-warning -h {address} -p {REDIS_PORT} " + " ".join(args)
     return host.run(cmd)
 
 
 def test_services_run_and_start_at_boot() -> None:
-    for unit in (PG_SERVICE, "redis-server"):
+    for unit in (PG_SERVICE, REDIS_UNIT):
         service = DB.service(unit)
         assert service.is_running, unit
         assert service.is_enabled, unit
@@ -228,8 +232,16 @@ def test_redis_runs_with_the_configured_settings() -> None:
     assert config("appendonly") == "no"
     assert config("protected-mode") == "yes"
     assert set(config("bind").split()) == {"127.0.0.1", "-::1", DB_ADDRESS}
-    conf = DB.file("/etc/redis/redis.conf")
-    assert (conf.user, conf.group, conf.mode) == ("redis", "redis", 0o640)
+    conf = DB.file(f"/etc/{FLAVOUR}/{FLAVOUR}.conf")
+    assert (conf.user, conf.group, conf.mode) == (FLAVOUR, FLAVOUR, 0o640)
+
+
+def test_the_chosen_flavour_is_the_one_installed_and_answering() -> None:
+    other = {"redis": "valkey", "valkey": "redis"}[FLAVOUR]
+    assert DB.package(f"{FLAVOUR}-server").is_installed
+    assert not DB.package(f"{other}-server").is_installed
+    info = redis_cli(DB, "INFO", "server", password=VARS["vault_redis_password"]).stdout
+    assert f"{FLAVOUR}_version:" in info, info
 
 
 def test_colliding_redis_databases_are_refused_naming_the_apps() -> None:
