@@ -175,6 +175,32 @@ def parse_aliases(values: Iterable[str], names: Iterable[str]) -> dict[str, list
 # The machine's own apt mirror (never hard-coded: taken from its apt configuration)
 
 
+HOSTS_HEADER = "# fedictl lab: lab up and down add and remove the lab hosts' lines; others stay\n"
+
+
+def hosts_line(host: Host) -> str:
+    """A lab host's /etc/hosts line: its address, its name, then its aliases."""
+    return f"{host.address}\t{' '.join([host.name, *host.aliases])}"
+
+
+def update_etc_hosts(text: str, add: Iterable[Host], drop: Iterable[str]) -> str:
+    """The /etc/hosts ``text`` of a running lab host after other hosts came up or went down.
+
+    Only the lines whose first name is a host in ``add`` or ``drop`` change (replaced, removed);
+    every other line stays as it is, including lines a test or a user edited or added there (a name
+    moved to another address, say): booting or stopping an unrelated host must not undo them.
+    """
+    added = list(add)
+    changing = set(drop) | {h.name for h in added}
+
+    def first_name(line: str) -> str | None:
+        fields = line.split("#", 1)[0].split()
+        return fields[1] if len(fields) > 1 else None
+
+    kept = [line for line in text.splitlines() if first_name(line) not in changing]
+    return "\n".join(kept + [hosts_line(h) for h in added]) + "\n"
+
+
 def _apt_sources(root: Path) -> list[dict[str, str]]:
     """Entries of the machine's apt sources as dicts with Types/URIs/Suites/Components."""
     entries: list[dict[str, str]] = []
@@ -558,8 +584,7 @@ class Lab:
                 for host in hosts:
                     self._prepare(host)
                     self._save(host)
-                all_hosts = [h for h in existing.values() if h.running] + hosts
-                self._write_etc_hosts(all_hosts)
+                self._write_etc_hosts(hosts, [h for h in existing.values() if h.running])
                 for host in hosts:
                     self._boot(host)
                     started.append(host)
@@ -614,16 +639,20 @@ class Lab:
         _run(["ip", "-n", ns, "link", "set", "host0", "up"])
         _run(["ip", "-n", ns, "route", "add", "default", "via", self.net.gateway])
 
-    def _write_etc_hosts(self, hosts: list[Host]) -> None:
+    def _write_etc_hosts(self, fresh: list[Host], others: list[Host]) -> None:
+        """A whole /etc/hosts for each fresh host; the running ``others`` gain only their lines."""
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  f"{self.net.gateway}\tlab-gateway"]  # fmt: skip
-        lines += [f"{h.address}\t{' '.join([h.name, *h.aliases])}" for h in hosts]
-        text = "# fedictl lab: every lab host and its aliases (rewritten on lab up/down)\n"
-        text += "\n".join(lines) + "\n"
-        for host in hosts:
-            root = self._host_dir(host.name) / "root"
-            if (root / "etc").is_dir():
-                _write(root / "etc/hosts", text)
+        text = HOSTS_HEADER + "\n".join(lines + [hosts_line(h) for h in others + fresh]) + "\n"
+        for host in fresh:
+            _write(self._host_dir(host.name) / "root/etc/hosts", text)
+        self._update_etc_hosts(others, add=fresh, drop=[])
+
+    def _update_etc_hosts(self, running: list[Host], add: list[Host], drop: list[str]) -> None:
+        for host in running:
+            path = self._host_dir(host.name) / "root/etc/hosts"
+            if path.is_file():  # its overlay is mounted
+                _write(path, update_etc_hosts(path.read_text(), add, drop))
 
     def _boot(self, host: Host) -> None:
         hdir = self._host_dir(host.name)
@@ -689,7 +718,7 @@ class Lab:
             for host in targets:
                 self._destroy(host)
             remaining = [h for h in self.hosts() if h.running]
-            self._write_etc_hosts(remaining)
+            self._update_etc_hosts(remaining, add=[], drop=[h.name for h in targets])
             if not self.hosts():
                 self.teardown_network()
             return [h.name for h in targets]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,16 @@ from click.testing import CliRunner
 
 from fedictl.cli import cli
 from fedictl.errors import LabError, UsageError
-from fedictl.lab import OWNER_ENV, Lab, _pid_alive, apt_mirrors, parse_aliases, validate_name
+from fedictl.lab import (
+    OWNER_ENV,
+    Host,
+    Lab,
+    _pid_alive,
+    apt_mirrors,
+    parse_aliases,
+    update_etc_hosts,
+    validate_name,
+)
 
 CAN_BOOT = os.geteuid() == 0 and all(
     shutil.which(t) for t in ("systemd-nspawn", "debootstrap", "nft", "apt-cacher-ng")
@@ -77,6 +87,39 @@ def test_aliases_parse_and_reject() -> None:
         parse_aliases(["db=x.test"], ["web"])
     with pytest.raises(UsageError, match="not a valid host name"):
         parse_aliases(["web=bad_name!"], ["web"])
+
+
+def _lab_host(name: str, address: str, *aliases: str) -> Host:
+    return Host(name, address, "root", 22, "/key", list(aliases))
+
+
+# A running host's /etc/hosts after a test moved social.example.test from ms-web to ms-new.
+MOVED = """# fedictl lab: header
+127.0.0.1\tlocalhost
+10.213.0.10\tms-acme
+10.213.0.11\tms-web
+10.213.0.12\tms-new
+10.213.0.12 social.example.test
+"""
+
+
+def test_up_elsewhere_adds_its_line_and_keeps_a_moved_name() -> None:
+    after = update_etc_hosts(MOVED, [_lab_host("tzt", "10.213.0.13", "t.test")], [])
+    assert after == MOVED + "10.213.0.13\ttzt t.test\n"
+
+
+def test_down_removes_only_the_stopped_hosts_lines() -> None:
+    after = update_etc_hosts(MOVED + "10.213.0.13\ttzt t.test\n", [], ["tzt", "ms-new"])
+    assert after.splitlines() == [
+        "# fedictl lab: header", "127.0.0.1\tlocalhost", "10.213.0.10\tms-acme",
+        "10.213.0.11\tms-web", "10.213.0.12 social.example.test",
+    ]  # fmt: skip
+
+
+def test_a_host_up_again_replaces_its_old_line() -> None:
+    after = update_etc_hosts(MOVED, [_lab_host("ms-new", "10.213.0.20")], [])
+    assert "10.213.0.12\tms-new" not in after.splitlines()
+    assert after.endswith("10.213.0.12 social.example.test\n10.213.0.20\tms-new\n")
 
 
 def test_subnet_must_be_private(tmp_path: Path) -> None:
@@ -270,3 +313,37 @@ def test_guests_manage_their_own_network_namespace_only(two_hosts: list[dict[str
     assert proc.returncode == 0, proc.stderr
     assert " mtu 1500 " in _on("pt-lab-a", "ip", "-o", "link", "show", "dev", "lo").stdout
     assert Path("/sys/class/net/lo/mtu").read_text().strip() != "1500"  # this machine's lo
+
+
+@needs_lab
+def test_up_and_down_elsewhere_keep_a_name_moved_on_a_running_host(
+    two_hosts: list[dict[str, object]],
+) -> None:
+    # A test moves svc.example.test away from pt-lab-b (as mastodon's restore test moves its
+    # domain); a host booted and stopped meanwhile must not undo that on pt-lab-a.
+    moved = (
+        "cp /etc/hosts /etc/hosts.before && sed -i 's/ svc.example.test//' /etc/hosts"
+        " && echo '192.0.2.7 svc.example.test' >> /etc/hosts"
+    )
+    assert _on("pt-lab-a", "sh", "-c", shlex.quote(moved)).returncode == 0
+    lab = Lab()
+    try:
+        (third,) = lab.up(["pt-lab-c"])
+        hosts = _on("pt-lab-a", "cat", "/etc/hosts").stdout.splitlines()
+        assert "192.0.2.7 svc.example.test" in hosts
+        assert f"{two_hosts[1]['address']}\tpt-lab-b" in hosts, "the edited line stays as edited"
+        assert f"{third.address}\tpt-lab-c" in hosts
+        assert _on("pt-lab-a", "getent", "hosts", "pt-lab-c").stdout.split()[0] == third.address
+        assert _on("pt-lab-c", "getent", "hosts", "svc.example.test").stdout.split()[0] == str(
+            two_hosts[1]["address"]
+        ), "a fresh host gets every lab host's aliases"
+    finally:
+        lab.down(["pt-lab-c"])
+    try:
+        hosts = _on("pt-lab-a", "cat", "/etc/hosts").stdout.splitlines()
+        assert "192.0.2.7 svc.example.test" in hosts
+        assert not [line for line in hosts if "pt-lab-c" in line]
+        address = _on("pt-lab-a", "getent", "hosts", "svc.example.test").stdout.split()[0]
+        assert address == "192.0.2.7"
+    finally:
+        _on("pt-lab-a", "mv", "/etc/hosts.before", "/etc/hosts")
