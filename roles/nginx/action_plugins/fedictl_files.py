@@ -1,1 +1,0 @@
-../../common/action_plugins/fedictl_files.py

@@ -1,1 +1,0 @@
-../../common/files/fedictl_probe.py
