@@ -1,6 +1,6 @@
-"""The roles' bulk file writer: the fedictl_files action and the script it runs on the host.
+"""The roles' bulk file writer: the fedictl_sync_files action and the script it runs on the host.
 
-A role writes its files in a few fedictl_files calls instead of a template task (a stat and a copy
+A role writes its files in a few fedictl_sync_files calls instead of a template task (a stat and a copy
 module on the host) per file, so the writer must do what those modules did: the same content, owner,
 group and mode, only what differs, atomically, with the validate command run on the candidate and
 nothing written in check mode. The script runs here on real files, as the action runs it on a host
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WRITER = ROOT / "roles/common/files/fedictl_write.py"
-ACTION = ROOT / "roles/common/action_plugins/fedictl_files.py"
+WRITER = ROOT / "plugins/host/fedictl_write.py"
+ACTION = ROOT / "plugins/action/fedictl_sync_files.py"
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
@@ -234,10 +234,14 @@ def test_lines_need_the_file_and_check_mode_writes_nothing(tmp_path: Path) -> No
     assert dry["results"][0]["changed"] and defs.read_text() == LOGIN_DEFS
 
 
-@pytest.mark.parametrize("role", ["nginx", "postgresql", "redis"])
-def test_every_role_ships_the_same_action(role: str) -> None:
-    shipped = ROOT / "roles" / role / "action_plugins" / "fedictl_files.py"
-    assert shipped.is_symlink() and shipped.resolve() == ACTION
+def test_no_role_carries_its_own_copy_of_the_shared_plugins() -> None:
+    """The shared plugins live in plugins/ (ansible.cfg), never copied or linked into a role."""
+    copies = [
+        p for p in (ROOT / "roles").rglob("*.py")
+        if p.name.startswith("fedictl_") and p.parent.name in {"action_plugins", "files"}
+        and p.name != "fedictl_backup.py"
+    ]  # fmt: skip
+    assert copies == []
 
 
 PLAYBOOK = """
@@ -248,7 +252,7 @@ PLAYBOOK = """
     greeting: hello
   tasks:
     - name: Write the files
-      fedictl_files:
+      fedictl_sync_files:
         items:
           - {{path: "{base}/conf.d", state: directory, mode: '0755',
              owner: {owner}, group: {group}}}

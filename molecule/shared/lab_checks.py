@@ -1,8 +1,9 @@
 """Checks every scenario's verifier shares (imported by the scenarios' testinfra tests).
 
 ``check_mode_changes`` runs the scenario's converge playbook again with ``--check`` against the
-converged hosts and returns Ansible's own per-host statistics, read from the ``json`` stdout
-callback (never by matching text). A converged host must report ``changed == 0``.
+converged hosts, ``gates_open_changes`` runs it for real with every role's gate forced open; both
+return Ansible's own per-host statistics, read from the ``json`` stdout callback (never by matching
+text). A converged host must report ``changed == 0`` in both.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def run_converge(*extra: str) -> dict[str, dict[str, int]]:
 
 def check_mode_changes() -> dict[str, dict[str, int]]:
     return run_converge("--check", "--diff")
+
+
+def gates_open_changes() -> dict[str, dict[str, int]]:
+    """The idempotence run once more with every role's gate forced open (fedictl_gates_open; see
+    docs/roles.md): each task then checks its own part, so one that the declarations forgot, or
+    that changes something on every run, shows up as a change."""
+    return run_converge("--extra-vars", "fedictl_gates_open=true")
 
 
 def run_playbook(playbook: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -1,13 +1,15 @@
-"""fedictl_files: write many small files, directories and removals on a host in one remote call.
+"""fedictl_sync_files: bring many small files, directories and removals on a host to their declared
+state in one remote call, writing only what differs.
 
 ansible.builtin.template costs a stat and a copy module on the host per file (~0.5 s); a role that
 writes fifteen files on a fresh host spends most of its time there. This action renders each item's
 template on the controller, exactly as the template lookup does (the probes compare the live files
 with the same rendering), and sends every item in one request on standard input to the writer,
-files/fedictl_write.py (python3 -c, through become): nothing secret is on a command line or in a
-temporary file other than the candidate beside the live file. The writer changes only what differs,
-replaces files atomically, runs each item's validate command on the candidate, and writes nothing in
-check mode. Shared by the fedictl roles (the others link to this file).
+plugins/host/fedictl_write.py (python3 -c, through become): nothing secret is on a command line or
+in a temporary file other than the candidate beside the live file. The writer changes only what
+differs, replaces files atomically, runs each item's validate command on the candidate, and writes
+nothing in check mode. Shared by the fedictl roles; fedictl_state returns the items that differ in
+this form.
 
 Options:
   items: list of {path, state: file|directory|absent|lines (file), src: template | content: text,
@@ -19,16 +21,26 @@ Returns: changed, changed_paths (the paths the writer changed, or would in check
 
 from __future__ import annotations
 
-import json
-import shlex
+import functools
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible.plugins.loader import lookup_loader
 
-WRITER = Path(__file__).resolve().parent.parent / "files" / "fedictl_write.py"
+
+@functools.cache
+def _state() -> Any:
+    """fedictl_state.py beside this file: the host-script runner and the renderer they share."""
+    path = Path(__file__).with_name("fedictl_state.py")
+    spec = importlib.util.spec_from_file_location("fedictl_state_plugin", path)
+    assert spec is not None and spec.loader is not None  # noqa: S101 (the file is beside this one)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 STATES = ("file", "directory", "absent", "lines")
 
 
@@ -39,16 +51,16 @@ class ActionModule(ActionBase):
 
     def _request_item(self, item: Any, task_vars: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
-            raise AnsibleActionFail(f"fedictl_files: each item needs a path, got {item!r}")
+            raise AnsibleActionFail(f"fedictl_sync_files: each item needs a path, got {item!r}")
         path = item["path"]
         state = item.get("state", "file")
         if state not in STATES:
-            raise AnsibleActionFail(f"fedictl_files: {path}: state must be one of {STATES}")
+            raise AnsibleActionFail(f"fedictl_sync_files: {path}: state must be one of {STATES}")
         request: dict[str, Any] = {"path": path, "state": state}
         if state == "absent":
             return request
         if "mode" not in item:
-            raise AnsibleActionFail(f"fedictl_files: {path}: give the mode, e.g. '0644'")
+            raise AnsibleActionFail(f"fedictl_sync_files: {path}: give the mode, e.g. '0644'")
         request.update(
             mode=str(item["mode"]),
             owner=item.get("owner", "root"),
@@ -67,23 +79,17 @@ class ActionModule(ActionBase):
                 )
             ):
                 raise AnsibleActionFail(
-                    f"fedictl_files: {path}: lines must be a list of {{regexp, line}}: {edits!r}"
+                    f"fedictl_sync_files: {path}: lines must be a list of {{regexp, line}}: "
+                    f"{edits!r}"
                 )
             request["lines"] = [{"regexp": str(e["regexp"]), "line": str(e["line"])} for e in edits]
             if item.get("validate"):
                 request["validate"] = str(item["validate"])
             return request
-        if "src" in item:
-            template = lookup_loader.get(
-                "ansible.builtin.template", loader=self._loader, templar=self._templar
-            )
-            request["content"] = template.run(
-                [item["src"]], variables=task_vars, template_vars=item.get("vars", {})
-            )[0]
-        elif "content" in item:
-            request["content"] = str(item["content"])
-        else:
-            raise AnsibleActionFail(f"fedictl_files: {path}: give src (a template) or content")
+        content = _state().render(self, item, task_vars)
+        if content is None:
+            raise AnsibleActionFail(f"fedictl_sync_files: {path}: give src (a template) or content")
+        request["content"] = content
         if item.get("validate"):
             request["validate"] = str(item["validate"])
         return request
@@ -94,7 +100,7 @@ class ActionModule(ActionBase):
         items = self._task.args.get("items")
         unknown = set(self._task.args) - {"items"}
         if unknown or not isinstance(items, list):
-            raise AnsibleActionFail("fedictl_files takes one option, items: a list of files")
+            raise AnsibleActionFail("fedictl_sync_files takes one option, items: a list of files")
         request = {
             "check": bool(self._task.check_mode),
             "diff": bool(self._task.diff),
@@ -102,17 +108,7 @@ class ActionModule(ActionBase):
         }
         if not request["items"]:
             return {**result, "changed": False, "changed_paths": []}
-        command = f"/usr/bin/python3 -c {shlex.quote(WRITER.read_text())}"
-        answer = self._low_level_execute_command(
-            command, in_data=json.dumps(request).encode(), sudoable=True
-        )
-        try:
-            output = json.loads(answer["stdout"])
-        except ValueError:
-            detail = (answer["stderr"] or answer["stdout"]).strip()[-2000:]
-            raise AnsibleActionFail(
-                f"fedictl_files: the writer failed on the host (rc {answer['rc']}): {detail}"
-            ) from None
+        output = _state().run_host_script(self, "fedictl_write.py", request)
         changed = [entry for entry in output["results"] if entry["changed"]]
         result.update(
             changed=bool(changed),
@@ -120,5 +116,5 @@ class ActionModule(ActionBase):
             diff=[entry["diff"] for entry in changed if "diff" in entry],
         )
         if "failed" in output:
-            result.update(failed=True, msg=f"fedictl_files: {output['failed']}")
+            result.update(failed=True, msg=f"fedictl_sync_files: {output['failed']}")
         return result

@@ -13,6 +13,8 @@
 # Items are applied in order and the first error stops the rest, as a failed task would. A file
 # is replaced atomically (a candidate in the same directory, validated, then renamed over the live
 # one); only what differs is touched. In check mode nothing is written. Shared by the roles.
+from __future__ import annotations
+
 import grp
 import json
 import os
@@ -23,13 +25,17 @@ import shutil
 import stat
 import subprocess
 import sys
+from typing import Any
+
+Item = dict[str, Any]
+Diff = dict[str, str] | None
 
 
 class Failed(Exception):
     pass
 
 
-def ids(item):
+def ids(item: Item) -> tuple[int, int]:
     try:
         uid = pwd.getpwnam(item.get("owner", "root")).pw_uid
         gid = grp.getgrnam(item.get("group", "root")).gr_gid
@@ -38,25 +44,25 @@ def ids(item):
     return uid, gid
 
 
-def attributes_differ(st, uid, gid, mode):
+def attributes_differ(st: os.stat_result, uid: int, gid: int, mode: int) -> bool:
     return st.st_uid != uid or st.st_gid != gid or stat.S_IMODE(st.st_mode) != mode
 
 
-def text_or_note(data):
+def text_or_note(data: bytes) -> str:
     try:
         return data.decode()
     except UnicodeDecodeError:
         return "(binary content)\n"
 
 
-def current(path):
+def current(path: str) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except FileNotFoundError:
         return None
 
 
-def write_file(item, check):
+def write_file(item: Item, check: bool) -> tuple[bool, Diff]:
     path, content = item["path"], item.get("content", "").encode()
     uid, gid = ids(item)
     mode = int(item["mode"], 8)
@@ -67,7 +73,7 @@ def write_file(item, check):
             before = handle.read()
     elif st is not None:
         raise Failed(f"{path} exists and is not a regular file")
-    if before == content and not attributes_differ(st, uid, gid, mode):
+    if st is not None and before == content and not attributes_differ(st, uid, gid, mode):
         return False, None
     diff = {
         "before_header": path,
@@ -106,7 +112,7 @@ def write_file(item, check):
     return True, diff
 
 
-def edit_lines(item, check):
+def edit_lines(item: Item, check: bool) -> tuple[bool, Diff]:
     path = item["path"]
     st = current(path)
     if st is None or not stat.S_ISREG(st.st_mode):
@@ -125,7 +131,7 @@ def edit_lines(item, check):
     return write_file({**item, "content": "".join(lines)}, check)
 
 
-def make_directory(item, check):
+def make_directory(item: Item, check: bool) -> tuple[bool, Diff]:
     path = item["path"]
     uid, gid = ids(item)
     mode = int(item["mode"], 8)
@@ -144,7 +150,7 @@ def make_directory(item, check):
     return True, diff
 
 
-def remove(item, check):
+def remove(item: Item, check: bool) -> tuple[bool, Diff]:
     path = item["path"]
     st = current(path)
     if st is None:
@@ -158,11 +164,11 @@ def remove(item, check):
     return True, diff
 
 
-def main():
+def main() -> None:
     request = json.load(sys.stdin)
     apply = {"file": write_file, "directory": make_directory, "absent": remove, "lines": edit_lines}
-    results = []
-    output = {"results": results}
+    results: list[dict[str, Any]] = []
+    output: dict[str, Any] = {"results": results}
     for item in request["items"]:
         try:
             changed, diff = apply[item.get("state", "file")](item, request.get("check", False))

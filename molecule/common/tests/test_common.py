@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import testinfra
 import yaml
-from lab_checks import check_mode_changes
+from lab_checks import check_mode_changes, gates_open_changes
 
 testinfra_hosts = ["cm-target"]
 
@@ -82,6 +82,12 @@ def test_check_mode_on_the_converged_host_changes_nothing() -> None:
     stats = check_mode_changes()
     assert stats["cm-target"]["failures"] == 0
     assert stats["cm-target"]["changed"] == 0
+
+
+def test_idempotent_with_the_gates_open() -> None:
+    stats = gates_open_changes()
+    assert stats["cm-target"]["failures"] == 0, stats
+    assert stats["cm-target"]["changed"] == 0, stats
 
 
 def test_firewall_table_has_a_drop_policy_and_the_ssh_rule(host: Any, netfilter: None) -> None:

@@ -272,6 +272,13 @@ def test_check_mode_reports_no_change() -> None:
     assert "is-db" in stats
 
 
+def test_idempotent_with_the_gates_open() -> None:
+    stats = lab_checks.gates_open_changes()
+    assert "is-db" in stats
+    assert {host: s["changed"] for host, s in stats.items()} == dict.fromkeys(stats, 0), stats
+    assert all(s["failures"] == 0 for s in stats.values()), stats
+
+
 def test_reload_not_restart_for_a_reloadable_setting() -> None:
     started = sql("SELECT pg_postmaster_start_time()")
     try:
