@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_check_fixtures import CA, FakeInstances
 
 from fedictl import check
+from fedictl.check import processes as check_processes
 from fedictl.check_http import Network
 
 
@@ -320,7 +321,7 @@ def main() -> int:
         },
     )
     if args.one_process:
-        check.SPLIT_AT = args.count + 1
+        check_processes.SPLIT_AT = args.count + 1
     every = [check.Instance("mastodon", n, n, "v4.6.5", (), "admin") for n in names]
     options = check.Options(
         checks=check.selected_checks([], ["host"]),

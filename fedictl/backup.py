@@ -71,20 +71,11 @@ def report_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def enabled_apps(inv: Inventory) -> set[str]:
-    return {
-        app
-        for hostvars in inv.hostvars.values()
-        for app, settings in (hostvars.get("fedictl_apps") or {}).items()
-        if isinstance(settings, dict) and settings.get("enabled") is True
-    }
-
-
 def check_app(inv: Inventory, app: str | None) -> None:
-    if app is not None and app not in enabled_apps(inv):
+    if app is not None and app not in inv.enabled_apps():
         raise UsageError(
             f"--app {app}: {app} is not enabled in {inv.path}; fix: pick one of "
-            f"{', '.join(sorted(enabled_apps(inv))) or 'the enabled apps (none are)'}"
+            f"{', '.join(sorted(inv.enabled_apps())) or 'the enabled apps (none are)'}"
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 import os
@@ -23,35 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fedictl import paths
-from fedictl.check import Instance, Metric, Options, Result, Status
+from fedictl import apps, paths
+from fedictl.check.model import Instance, Metric, Result, Status
+from fedictl.check.options import Options
 from fedictl.inventory import HOSTS, Inventory
 
 PLAYBOOK = "playbooks/check-host.yml"
 REPORT_TASK = "Report the findings to fedictl"
 BACKUP_STATUS_FILE = "/var/lib/fedictl/backup/status.json"
 
-# Which units each app runs, and on the hosts of which group — as the roles install them.
-# ``{port}`` is fedictl_apps.mastodon.streaming_port (playbooks/vars/mastodon.yml runs one
-# streaming process on it). The Pixelfed names follow upstream's process model
-# (php-fpm of Debian 13's PHP 8.4, a Horizon worker) until its role lands; nginx runs on web hosts.
-UNITS: tuple[tuple[str, str, str], ...] = (
-    ("mastodon", "mastodon", "mastodon-web.service"),
-    ("mastodon", "mastodon", "mastodon-sidekiq.service"),
-    ("mastodon", "mastodon", "mastodon-streaming@{port}.service"),
-    ("peertube", "peertube", "peertube.service"),
-    ("pixelfed", "pixelfed", "php8.4-fpm.service"),
-    ("pixelfed", "pixelfed", "pixelfed-horizon.service"),
-    ("*", "web", "nginx.service"),
-)
-# Filesystems whose free space matters (df reports the filesystem holding each path): on the app's
-# hosts its code and media, on database hosts PostgreSQL's data.
-DISK_PATHS: dict[str, tuple[str, ...]] = {
-    "mastodon": ("/", "/home/mastodon"),
-    "peertube": ("/", "/var/www/peertube"),
-    "pixelfed": ("/", "/var/www/pixelfed"),
-    "database": ("/", "/var/lib/postgresql"),
-}
+# Which units each app runs on the hosts of its group, and the filesystems whose free space matters
+# there (df reports the filesystem holding each path), are declared by the app (fedictl/apps/).
+# nginx runs on web hosts; on database hosts PostgreSQL's data matters.
+WEB_UNITS = ("nginx.service",)
+DATABASE_PATHS = ("/", "/var/lib/postgresql")
 # Backups run on the app's hosts (files) and on database hosts (dumps), as playbooks/backup.yml
 # places them; each host's status file has an entry per app it backs up.
 SIDEKIQ_SETS = ("retry", "dead", "queue:default")  # in the order the playbook asks for them
@@ -89,25 +75,28 @@ def hosts_for(inv: Inventory, instance: Instance, check: str) -> list[str]:
     raise ValueError(check)
 
 
+def _settings(instance: Instance) -> dict[str, Any]:
+    """The instance's settings, its app's defaults where the inventory sets none."""
+    return dataclasses.asdict(apps.get(instance.app).settings()) | instance.settings
+
+
 def paths_for(inv: Inventory, instance: Instance, host: str) -> list[str]:
     paths: list[str] = []
-    for group in (instance.app, "database"):
+    declared = apps.get(instance.app).disk_paths
+    for group, wanted in ((instance.app, declared), ("database", DATABASE_PATHS)):
         if host in _group(inv, group):
-            paths += [p for p in DISK_PATHS[group] if p not in paths]
+            paths += [p for p in wanted if p not in paths]
     return paths
 
 
 def units_for(inv: Inventory, instance: Instance, host: str) -> list[str]:
-    """The units ``instance`` needs on ``host``, from the UNITS table."""
-    ports = [instance.settings.get("streaming_port", 4000)]
+    """The units ``instance`` needs on ``host``: its app's on app hosts, nginx on web hosts."""
     units: list[str] = []
-    for app, group, unit in UNITS:
-        if app not in ("*", instance.app) or host not in (inv.groups.get(group) or []):
-            continue
-        if "{port}" in unit:
-            units += [unit.format(port=port) for port in ports]
-        else:
-            units.append(unit)
+    if host in _group(inv, instance.app):
+        settings = _settings(instance)
+        units += [unit.format_map(settings) for unit in apps.get(instance.app).units]
+    if host in _group(inv, "web"):
+        units += WEB_UNITS
     return units
 
 
@@ -131,7 +120,7 @@ def plan(inv: Inventory, instances: list[Instance], options: Options) -> dict[st
                 elif check == "backup":
                     host_plan.backup = True
                 else:
-                    host_plan.sidekiq_db = int(instance.settings.get("redis_db", 1))
+                    host_plan.sidekiq_db = int(_settings(instance)["redis_db"])
     return plans
 
 

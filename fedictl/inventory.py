@@ -23,10 +23,9 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultSecret
 from ansible.vars.manager import VariableManager
 
-from fedictl import paths
+from fedictl import apps, paths, secrets
 from fedictl.errors import UsageError
 from fedictl.model import Organisation, segment
-from fedictl.secrets import SPECS
 from fedictl.vault import write_vault
 
 HOSTS = "hosts.yml"
@@ -100,8 +99,9 @@ def _dump(data: dict[str, Any]) -> str:
 
 
 def vault_order(data: dict[str, Any]) -> dict[str, Any]:
-    """Vault keys in a stable order: generated secrets as listed in SPECS, then the rest sorted."""
-    known = [s.key for s in SPECS]
+    """Vault keys in a stable order: generated secrets as ``secrets.specs()`` lists them, then
+    the rest sorted."""
+    known = [s.key for s in secrets.specs()]
     first = {k: data[k] for k in known if k in data}
     return first | {k: data[k] for k in sorted(data) if k not in first}
 
@@ -159,6 +159,10 @@ class Inventory:
 
     def file(self, rel: str) -> str:
         return str(self.path / rel)
+
+    def enabled_apps(self) -> set[str]:
+        """The apps enabled for any host (host_vars may override group_vars/all)."""
+        return {a for v in self.hostvars.values() for a in apps.enabled(v.get("fedictl_apps"))}
 
     def source(self, key: str, host: str | None = None) -> str:
         """The file defining top-level variable ``key`` for ``host`` (Ansible's precedence)."""

@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from fedictl import apps
+from fedictl.apps import Settings
 from fedictl.errors import ValidationError
 
-APPS = ("mastodon", "peertube", "pixelfed")
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 # For throwaway hosts only (host_key_checking: false): their host key is new on every boot.
 LAB_SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-# Host groups of hosts.yml, all children of ``fediverse``. ``web`` is the reverse proxy.
-GROUPS = ("database", "cache", "web", *APPS, "workers")
 ROLES = ("database", "cache", "web", "app", "workers")
+
+
+def groups() -> tuple[str, ...]:
+    """Host groups of hosts.yml, all children of ``fediverse``; ``web`` is the reverse proxy."""
+    return ("database", "cache", "web", *apps.names(), "workers")
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``APPS``: the registered apps' names, read when used."""
+    if name == "APPS":
+        return apps.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -47,48 +58,6 @@ class Server:
         if not self.host_key_checking:
             out["ansible_ssh_common_args"] = LAB_SSH_ARGS
         return out
-
-
-@dataclass
-class Mastodon:
-    local_domain: str = ""  # the handle domain: can never change after the first deploy
-    web_domain: str = ""  # optional: where the web UI is served, if not local_domain
-    version: str = "v4.6.5"
-    db_name: str = "mastodon_production"
-    db_user: str = "mastodon"
-    redis_db: int = 1
-    web_port: int = 3000
-    streaming_port: int = 4000
-
-
-@dataclass
-class PeerTube:
-    domain: str = ""
-    version: str = "v8.2.1"
-    db_name: str = "peertube_prod"
-    db_user: str = "peertube"
-    redis_db: int = 2
-    port: int = 9000
-
-
-@dataclass
-class Pixelfed:
-    domain: str = ""
-    # v0.12.6 is the newest release the upstream facts were checked against (later tags exist).
-    version: str = "v0.12.6"
-    db_name: str = "pixelfed"
-    db_user: str = "pixelfed"
-    # Laravel uses three Redis databases: default (cache, queue), session, pulse.
-    redis_db: int = 3
-    redis_db_session: int = 4
-    redis_db_pulse: int = 5
-
-
-APP_CLASSES: dict[str, type[Mastodon | PeerTube | Pixelfed]] = {
-    "mastodon": Mastodon,
-    "peertube": PeerTube,
-    "pixelfed": Pixelfed,
-}
 
 
 @dataclass
@@ -134,16 +103,16 @@ class S3:
 
 @dataclass
 class Placement:
-    """Host name per role; per-app keys override ``app`` for that app."""
+    """Host name per role (ROLES) and per app, where an app's overrides ``app`` for that app."""
 
-    database: str = ""
-    cache: str = ""
-    web: str = ""
-    app: str = ""
-    workers: str = ""
-    mastodon: str = ""
-    peertube: str = ""
-    pixelfed: str = ""
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> str:
+        return self.hosts.get(key, "")
+
+
+def placement_keys() -> tuple[str, ...]:
+    return (*ROLES, *apps.names())
 
 
 @dataclass
@@ -151,7 +120,7 @@ class Organisation:
     org_name: str
     admin_email: str
     servers: list[Server]
-    apps: dict[str, Mastodon | PeerTube | Pixelfed]
+    apps: dict[str, Settings]
     admin_ssh_keys: list[str] = field(default_factory=list)
     placement: Placement = field(default_factory=Placement)
     smtp: Smtp = field(default_factory=Smtp)
@@ -161,9 +130,9 @@ class Organisation:
 
     def host_for(self, role: str) -> str:
         """The server holding ``role`` (a ROLES entry or an app name); default the first."""
-        chosen = str(getattr(self.placement, role, ""))
-        if not chosen and role in APPS:
-            chosen = self.placement.app
+        chosen = self.placement.get(role)
+        if not chosen and role in apps.names():
+            chosen = self.placement.get("app")
         return chosen or self.servers[0].name
 
     # --- inventory data -----------------------------------------------------------------------
@@ -171,19 +140,18 @@ class Organisation:
     def hosts_yml(self) -> dict[str, Any]:
         hosts = {s.name: s.host_vars() for s in self.servers}
         children: dict[str, Any] = {}
-        for group in GROUPS:
-            role = "app" if group in APPS else group
-            if group in APPS and group not in self.apps:
+        for group in groups():
+            if group in apps.names() and group not in self.apps:
                 children[group] = {}
                 continue
-            children[group] = {"hosts": {self.host_for(group if group in APPS else role): {}}}
+            children[group] = {"hosts": {self.host_for(group): {}}}
         return {"all": {"children": {"fediverse": {"hosts": hosts, "children": children}}}}
 
     def main_yml(self) -> dict[str, Any]:
-        apps: dict[str, Any] = {}
-        for name, cls in APP_CLASSES.items():
-            settings = self.apps.get(name) or cls()
-            apps[name] = {"enabled": name in self.apps, **dataclasses.asdict(settings)}
+        by_app: dict[str, Any] = {}
+        for app in apps.registered():
+            settings = self.apps.get(app.name) or app.settings()
+            by_app[app.name] = {"enabled": app.name in self.apps, **dataclasses.asdict(settings)}
         smtp = dataclasses.asdict(self.smtp)
         del smtp["password"]
         s3 = dataclasses.asdict(self.s3)
@@ -192,7 +160,7 @@ class Organisation:
             "fedictl_org_name": self.org_name,
             "fedictl_admin_email": self.admin_email,
             "fedictl_admin_ssh_keys": list(self.admin_ssh_keys),
-            "fedictl_apps": apps,
+            "fedictl_apps": by_app,
             "fedictl_smtp": smtp,
             "fedictl_acme": {k: v for k, v in dataclasses.asdict(self.acme).items() if v != ""},
             "fedictl_backup": dataclasses.asdict(self.backup),
@@ -215,6 +183,9 @@ def segment(key: object) -> str:
     return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else repr(key)
 
 
+_INVALID = object()  # a value the collector reported
+
+
 def _describe(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -230,44 +201,58 @@ class _Collector:
     def add(self, key: str, found: str, fix: str) -> None:
         self.problems.append(f"{self.source}: {key}: found {found}; fix: {fix}")
 
-    def build(self, cls: type[Any], data: object, key: str, secret: tuple[str, ...] = ()) -> Any:
-        """A ``cls`` from mapping ``data``; scalar fields coerced, unknown keys reported."""
-        quiet = False
+    def mapping(self, data: object, key: str) -> tuple[Mapping[Any, Any], bool]:
+        """``data`` as a mapping (None: empty); anything else is reported, and quiet after."""
         if data is None:
-            data = {}
+            return {}, False
         if not isinstance(data, Mapping):
             self.add(key, f"a {type(data).__name__}", "make it a mapping of its settings")
-            data, quiet = {}, True
+            return {}, True
+        return data, False
+
+    def known(self, name: object, names: Sequence[str], key: str) -> bool:
+        if name in names:
+            return True
+        self.add(
+            f"{key}.{segment(name)}", "an unknown key", f"remove it; known keys: {', '.join(names)}"
+        )
+        return False
+
+    def value(self, hint: Any, value: object, sub: str, shown: str) -> Any:
+        """``value`` coerced to the field type ``hint``; _INVALID (reported) if it cannot be."""
+        if dataclasses.is_dataclass(hint):
+            return self.build(hint, value, sub)  # type: ignore[arg-type]
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            self.add(sub, shown, "write true or false")
+        elif hint is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().isdigit():
+                return int(value)
+            self.add(sub, shown, "write a whole number")
+        elif value is None:
+            return ""
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        else:
+            self.add(sub, shown, "write a single text value")
+        return _INVALID
+
+    def build(self, cls: type[Any], data: object, key: str, secret: tuple[str, ...] = ()) -> Any:
+        """A ``cls`` from mapping ``data``; scalar fields coerced, unknown keys reported."""
+        entries, quiet = self.mapping(data, key)
         hints = get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         values: dict[str, Any] = {}
-        for name, value in data.items():
-            sub = f"{key}.{segment(name)}"
-            if name not in names:
-                self.add(sub, "an unknown key", f"remove it; known keys: {', '.join(names)}")
+        for name, value in entries.items():
+            if not self.known(name, names, key):
                 continue
             shown = "a value" if name in secret else _describe(value)
-            hint = hints[name]
-            if dataclasses.is_dataclass(hint):
-                values[name] = self.build(hint, value, sub)  # type: ignore[arg-type]
-            elif hint is bool:
-                if isinstance(value, bool):
-                    values[name] = value
-                else:
-                    self.add(sub, shown, "write true or false")
-            elif hint is int:
-                if isinstance(value, int) and not isinstance(value, bool):
-                    values[name] = value
-                elif isinstance(value, str) and value.strip().isdigit():
-                    values[name] = int(value)
-                else:
-                    self.add(sub, shown, "write a whole number")
-            elif value is None:
-                values[name] = ""
-            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                values[name] = str(value)
-            else:
-                self.add(sub, shown, "write a single text value")
+            got = self.value(hints[name], value, f"{key}.{segment(name)}", shown)
+            if got is not _INVALID:
+                values[name] = got
         missing = [
             f.name
             for f in dataclasses.fields(cls)
@@ -276,10 +261,21 @@ class _Collector:
             and f.name not in values
         ]
         for name in missing:
-            if name not in data and not quiet:
+            if name not in entries and not quiet:
                 self.add(f"{key}.{name}", "nothing", f"set {key}.{name}")
             values[name] = ""
         return cls(**values)
+
+    def texts(self, data: object, key: str, names: Sequence[str]) -> dict[str, str]:
+        """A mapping of text values whose keys may only be ``names``."""
+        entries, _ = self.mapping(data, key)
+        values: dict[str, str] = {}
+        for name, value in entries.items():
+            if self.known(name, names, key):
+                got = self.value(str, value, f"{key}.{segment(name)}", _describe(value))
+                if got is not _INVALID:
+                    values[name] = got
+        return values
 
 
 _TOP_KEYS = (
@@ -327,7 +323,7 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
     elif raw_keys is not None:
         c.add("admin_ssh_keys", _describe(raw_keys), "write a list of SSH public keys")
 
-    apps: dict[str, Mastodon | PeerTube | Pixelfed] = {}
+    chosen_apps: dict[str, Settings] = {}
     raw_apps = answers.get("apps")
     if isinstance(raw_apps, list):  # a plain list of app names, each with defaults
         raw_apps = {name: {} for name in raw_apps if isinstance(name, str)}
@@ -335,14 +331,16 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
         c.add(
             "apps",
             _describe(raw_apps) if raw_apps else "nothing",
-            f"enable at least one of {', '.join(APPS)} with its domain",
+            f"enable at least one of {', '.join(apps.names())} with its domain",
         )
         raw_apps = {}
     for name, settings in raw_apps.items():
-        if name not in APP_CLASSES:
-            c.add(f"apps.{segment(name)}", "an unknown app", f"use one of {', '.join(APPS)}")
+        if name not in apps.names():
+            c.add(
+                f"apps.{segment(name)}", "an unknown app", f"use one of {', '.join(apps.names())}"
+            )
             continue
-        apps[name] = c.build(APP_CLASSES[name], settings, f"apps.{name}")
+        chosen_apps[name] = c.build(apps.get(name).settings, settings, f"apps.{name}")
 
     servers: list[Server] = []
     raw_servers = answers.get("servers")
@@ -362,9 +360,9 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
         org_name=org_name,
         admin_email=admin_email,
         servers=servers,
-        apps=apps,
+        apps=chosen_apps,
         admin_ssh_keys=admin_ssh_keys,
-        placement=c.build(Placement, answers.get("placement"), "placement"),
+        placement=Placement(c.texts(answers.get("placement"), "placement", placement_keys())),
         smtp=c.build(Smtp, answers.get("smtp"), "smtp", secret=("password",)),
         acme=c.build(Acme, answers.get("acme"), "acme"),
         backup=c.build(Backup, answers.get("backup"), "backup"),
@@ -374,8 +372,8 @@ def from_answers(answers: Mapping[str, Any], source: str = "answers") -> Organis
     for index, name in enumerate(names):
         if name in names[:index]:
             c.add(f"servers[{index}].name", repr(name) + " twice", "give each server its own name")
-    for role in (f.name for f in dataclasses.fields(Placement)):
-        chosen = getattr(org.placement, role)
+    for role in placement_keys():
+        chosen = org.placement.get(role)
         if chosen and chosen not in names:
             c.add(
                 f"placement.{role}",

@@ -16,11 +16,16 @@ from typing import Any
 
 import yaml
 
+from fedictl import apps
 from fedictl.errors import FedictlError, UsageError
 
 VERSION_RE = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
-UPGRADABLE = ("mastodon",)
+
+
+def upgradable() -> tuple[str, ...]:
+    """The apps whose upgrade path fedictl knows (their roles' upgrade tasks)."""
+    return tuple(app.name for app in apps.registered() if app.upgradable)
 
 
 def parse_version(text: str, what: str = "--to") -> tuple[int, int, int]:
@@ -59,9 +64,9 @@ def plan(
     release_archive_checksum: str | None = None,
 ) -> Plan:
     """Check the request against the inventory's fedictl_apps; raise UsageError naming the fix."""
-    if app not in UPGRADABLE:
+    if app not in upgradable():
         raise UsageError(
-            f"{app}: fedictl upgrades only {', '.join(UPGRADABLE)} so far; fix: upgrade {app} by "
+            f"{app}: fedictl upgrades only {', '.join(upgradable())} so far; fix: upgrade {app} by "
             f"changing fedictl_apps.{app}.version and running `fedictl deploy`"
         )
     settings = apps.get(app)

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fedictl import secrets, vault
+from fedictl import apps, secrets, vault
+from fedictl.apps import App
 from fedictl.errors import FedictlError
 from fedictl.inventory import HOSTS, VAULT, Inventory, Problem, load, password_file_for
-from fedictl.model import APP_CLASSES, APPS, GROUPS, segment
+from fedictl.model import groups, segment
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_RE = re.compile(rf"(?=.{{4,253}}$)(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)")
@@ -28,42 +29,10 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _RESTIC_RE = re.compile(r"(?:/\S+|(?:sftp|rest|s3|b2|azure|gs|swift|rclone):\S+)")
 _URL_RE = re.compile(r"https://(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:/\S*)?")
-# Optional per-app settings the playbooks read (playbooks/database.yml): name -> allowed range.
+# Optional settings of every app the playbooks read (playbooks/database.yml): name -> range.
 _OPTIONAL_APP_KEYS = {"db_connections": (1, 10000)}
-_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_USERNAME_RE = re.compile(r"[a-z0-9_]{1,30}")
-# Optional per-app text settings (read by playbooks/vars/APP.yml): name -> check, fix.
-_OPTIONAL_APP_TEXT: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
-    "mastodon": {
-        "release_archive": (
-            lambda x: isinstance(x, str) and not x.startswith("http://"),
-            "a release archive's path on this machine or an https:// URL (docs/mastodon.md)",
-        ),
-        "release_archive_checksum": (
-            lambda x: x == "" or (isinstance(x, str) and bool(_SHA256_RE.fullmatch(x))),
-            "sha256:<64 lowercase hex digits>, the archive's checksum",
-        ),
-        "ruby_source": (lambda x: x in ("rbenv", "debian"), "rbenv or debian"),
-        "nodejs_source": (lambda x: x in ("nodesource", "debian"), "nodesource or debian"),
-        "owner_username": (
-            lambda x: isinstance(x, str) and bool(_USERNAME_RE.fullmatch(x)),
-            "1-30 lowercase letters, digits or '_' (the owner account's username)",
-        ),
-    },
-}
 SMTP_TLS = ("starttls", "tls", "none")
 REDIS_DBS = 16  # redis.conf `databases 16`
-_APP_PORTS = {"mastodon": ("web_port", "streaming_port"), "peertube": ("port",)}
-_APP_REDIS = {
-    "mastodon": ("redis_db",),
-    "peertube": ("redis_db",),
-    "pixelfed": ("redis_db", "redis_db_session", "redis_db_pulse"),
-}
-_APP_DOMAINS = {
-    "mastodon": ("local_domain", "web_domain"),
-    "peertube": ("domain",),
-    "pixelfed": ("domain",),
-}
 _SMTP_KEYS = ("host", "port", "user", "from_address", "tls")
 _ACME_KEYS = ("email", "directory_url", "ca_file")
 _S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
@@ -195,31 +164,28 @@ class _Checker:
                         describe(key),
                         "write one SSH public key: 'ssh-ed25519 AAAA... comment'",
                     )
-        apps = self.apps()
+        enabled = self.apps()
         self.smtp()
         self.acme()
         self.backup()
         self.s3()
-        self.secrets(apps)
+        self.secrets(enabled)
 
     def apps(self) -> dict[str, dict[str, Any]]:
         raw = self.mapping("fedictl_apps", self.vars.get("fedictl_apps"))
+        known_apps = apps.names()
         enabled: dict[str, dict[str, Any]] = {}
         for name in sorted(raw, key=str):
-            if name not in APPS:
+            if name not in known_apps:
                 self.add(
                     f"fedictl_apps.{segment(name)}",
                     "an unknown app",
-                    f"remove it; fedictl deploys only {', '.join(APPS)}",
+                    f"remove it; fedictl deploys only {', '.join(known_apps)}",
                 )
                 continue
+            app = apps.get(name)
             key = f"fedictl_apps.{name}"
-            known = [
-                "enabled",
-                *APP_CLASSES[name].__dataclass_fields__,
-                *_OPTIONAL_APP_KEYS,
-                *_OPTIONAL_APP_TEXT.get(name, {}),
-            ]
+            known = ["enabled", *app.fields, *_OPTIONAL_APP_KEYS, *app.optional_text]
             settings = self.mapping(key, raw[name], known)
             flag = settings.get("enabled", False)
             if not isinstance(flag, bool):
@@ -230,18 +196,18 @@ class _Checker:
             self.add(
                 "fedictl_apps",
                 "no enabled app",
-                f"set enabled: true for at least one of {', '.join(APPS)}",
+                f"set enabled: true for at least one of {', '.join(known_apps)}",
             )
         for name, settings in enabled.items():
-            self.app(name, settings)
+            self.app(apps.get(name), settings)
         self.collisions(enabled)
         return enabled
 
-    def app(self, name: str, s: dict[str, Any]) -> None:
-        key = f"fedictl_apps.{name}"
-        for field in _APP_DOMAINS[name]:
+    def app(self, app: App, s: dict[str, Any]) -> None:
+        key = f"fedictl_apps.{app.name}"
+        for field in app.domains:
             value = s.get(field)
-            if field == "web_domain" and value in (None, ""):
+            if field == app.web_domain and value in (None, ""):
                 continue
             self.text(
                 f"{key}.{field}",
@@ -249,22 +215,17 @@ class _Checker:
                 is_domain,
                 "a lowercase domain name like social.example.org",
             )
-        if (
-            name == "mastodon"
-            and s.get("web_domain")
-            and s.get("web_domain") == s.get("local_domain")
-        ):
+        if app.web_domain and s.get(app.web_domain) and s.get(app.web_domain) == s.get(app.domain):
             self.add(
-                f"{key}.web_domain",
-                "the same domain as local_domain",
-                "leave web_domain empty when the web UI is served on local_domain",
+                f"{key}.{app.web_domain}",
+                f"the same domain as {app.domain}",
+                f"leave {app.web_domain} empty when the web UI is served on {app.domain}",
             )
-        default = APP_CLASSES[name]().version
         self.text(
             f"{key}.version",
             s.get("version"),
             lambda x: isinstance(x, str) and bool(_VERSION_RE.fullmatch(x)),
-            f"a release tag like {default} (not a branch name)",
+            f"a release tag like {app.settings().version} (not a branch name)",
         )
         for field in ("db_name", "db_user"):
             self.text(
@@ -273,68 +234,64 @@ class _Checker:
                 lambda x: isinstance(x, str) and bool(_PG_NAME_RE.fullmatch(x)),
                 "a PostgreSQL name: lowercase letters, digits and '_'",
             )
-        for field in _APP_REDIS[name]:
+        for field in app.redis:
             self.integer(f"{key}.{field}", s.get(field), 0, REDIS_DBS - 1)
-        for field in _APP_PORTS.get(name, ()):
+        for field in app.ports:
             self.integer(f"{key}.{field}", s.get(field), 1024, 65535)
         for field, (low, high) in _OPTIONAL_APP_KEYS.items():
             if field in s:
                 self.integer(f"{key}.{field}", s[field], low, high)
-        for field, (ok, what) in _OPTIONAL_APP_TEXT.get(name, {}).items():
+        for field, setting in app.optional_text.items():
             if field in s:
-                self.text(f"{key}.{field}", s[field], ok, what)
-        if (
-            name == "mastodon"
-            and s.get("release_archive", "").startswith("https://")
-            and not s.get("release_archive_checksum")
-        ):
-            self.add(
-                f"{key}.release_archive_checksum",
-                "nothing, for an https:// archive",
-                "set it to sha256:<hex> of the archive (sha256sum prints it)",
-            )
+                self.text(f"{key}.{field}", s[field], setting.check, setting.what)
+        for rule in app.rules:
+            if (finding := rule.problem(s)) is not None:
+                self.add(f"{key}.{rule.key}", *finding)
 
     def collisions(self, enabled: dict[str, dict[str, Any]]) -> None:
         """Domains, DB names/users and Redis DBs are shared namespaces; ports are per host."""
-        spaces: dict[str, tuple[dict[str, tuple[str, ...]], str]] = {
-            "domain": (_APP_DOMAINS, "give each app its own domain"),
-            "database name": ({a: ("db_name",) for a in APPS}, "give each app its own db_name"),
-            "database user": ({a: ("db_user",) for a in APPS}, "give each app its own db_user"),
-            "Redis database": (_APP_REDIS, f"give each app its own numbers (0..{REDIS_DBS - 1})"),
+        spaces: dict[str, tuple[Callable[[App], tuple[str, ...]], str]] = {
+            "domain": (lambda a: a.domains, "give each app its own domain"),
+            "database name": (lambda a: ("db_name",), "give each app its own db_name"),
+            "database user": (lambda a: ("db_user",), "give each app its own db_user"),
+            "Redis database": (
+                lambda a: a.redis,
+                f"give each app its own numbers (0..{REDIS_DBS - 1})",
+            ),
         }
         for what, (fields, fix) in spaces.items():
             seen: dict[object, str] = {}
-            for app in sorted(enabled):
-                for field in fields.get(app, ()):
-                    value = enabled[app].get(field)
+            for name in sorted(enabled):
+                for field in fields(apps.get(name)):
+                    value = enabled[name].get(field)
                     if value in (None, "") or isinstance(value, (dict, list, bool)):
                         continue
-                    key = f"fedictl_apps.{app}.{field}"
+                    key = f"fedictl_apps.{name}.{field}"
                     if value in seen:
                         self.add(key, f"{what} {describe(value)} also used by {seen[value]}", fix)
                     else:
-                        seen[value] = f"{app}.{field}"
+                        seen[value] = f"{name}.{field}"
         if self.host is not None:
             self.ports(enabled)
 
     def ports(self, enabled: dict[str, dict[str, Any]]) -> None:
-        groups = {g for g, members in self.inv.groups.items() if self.host in members}
+        host_groups = {g for g, members in self.inv.groups.items() if self.host in members}
         taken: dict[int, str] = {80: "the reverse proxy (HTTP)", 443: "the reverse proxy (HTTPS)"}
-        if "database" in groups:
+        if "database" in host_groups:
             taken[5432] = "PostgreSQL"
-        if "cache" in groups:
+        if "cache" in host_groups:
             taken[6379] = "Redis"
         ssh = _int(self.vars.get("ansible_port"))
         if ssh is not None:
             taken[ssh] = "SSH (ansible_port)"
-        for app in sorted(enabled):
-            if app not in groups:
+        for name in sorted(enabled):
+            if name not in host_groups:
                 continue
-            for field in _APP_PORTS.get(app, ()):
-                port = _int(enabled[app].get(field))
+            for field in apps.get(name).ports:
+                port = _int(enabled[name].get(field))
                 if port is None:
                     continue
-                key = f"fedictl_apps.{app}.{field}"
+                key = f"fedictl_apps.{name}.{field}"
                 if port in taken:
                     self.add(
                         key,
@@ -342,7 +299,7 @@ class _Checker:
                         "choose a free port from 1024 to 65535",
                     )
                 else:
-                    taken[port] = f"{app}.{field}"
+                    taken[port] = f"{name}.{field}"
 
     def smtp(self) -> None:
         s = self.mapping("fedictl_smtp", self.vars.get("fedictl_smtp"), _SMTP_KEYS)
@@ -475,8 +432,8 @@ class _Checker:
                 "set the S3 secret access key with `ansible-vault edit`",
             )
 
-    def secrets(self, apps: dict[str, dict[str, Any]]) -> None:
-        for spec in secrets.required(set(apps)):
+    def secrets(self, enabled: dict[str, dict[str, Any]]) -> None:
+        for spec in secrets.required(set(enabled)):
             value = self.vars.get(spec.key)
             if secrets.is_missing(value):
                 self.add(spec.key, "nothing", _FIX_SECRET)
@@ -489,17 +446,12 @@ class _Checker:
                     f"make it {spec.format}; changing a deployed one "
                     "loses data, so restore the old value if it was overwritten",
                 )
-        if "mastodon" in apps:
-            private = self.vars.get("vault_mastodon_vapid_private_key")
-            public = self.vars.get("vault_mastodon_vapid_public_key")
-            if isinstance(private, str) and isinstance(public, str) and private and public:
-                mismatch = secrets.vapid_pair_problem(private, public)
+        for pair in secrets.pairs(set(enabled)):
+            first, second = (self.vars.get(key) for key in pair.keys)
+            if isinstance(first, str) and isinstance(second, str) and first and second:
+                mismatch = pair.problem(first, second)
                 if mismatch:
-                    self.add(
-                        "vault_mastodon_vapid_public_key",
-                        mismatch,
-                        "restore the pair that was generated together",
-                    )
+                    self.add(pair.second, mismatch, "restore the pair that was generated together")
 
     # --- hosts --------------------------------------------------------------------------------
 
@@ -559,10 +511,11 @@ def _groups(inv: Inventory, enabled: Iterable[str]) -> list[Problem]:
                 "define the fediverse group with its children (docs/inventory.md)",
             )
         )
-    needed = [g for g in GROUPS if g not in APPS] + [a for a in APPS if a in enabled]
+    known_apps = apps.names()
+    needed = [g for g in groups() if g not in known_apps] + [a for a in known_apps if a in enabled]
     for group in needed:
         if not inv.groups.get(group):
-            what = "the app" if group in APPS else "this role"
+            what = "the app" if group in known_apps else "this role"
             problems.append(
                 Problem(
                     hosts_file,
@@ -587,19 +540,12 @@ def check(inv: Inventory) -> list[Problem]:
     for host, variables in views:
         checker = _Checker(inv, host, variables)
         checker.settings()
-        enabled |= _enabled(variables)
+        enabled.update(apps.enabled(variables.get("fedictl_apps")))
         if host is not None:
             checker.connection()
         problems += checker.problems
     problems += _groups(inv, enabled)
     return list(dict.fromkeys(problems))
-
-
-def _enabled(variables: dict[str, Any]) -> set[str]:
-    apps = variables.get("fedictl_apps")
-    if not isinstance(apps, dict):
-        return set()
-    return {a for a in APPS if isinstance(apps.get(a), dict) and apps[a].get("enabled") is True}
 
 
 def load_and_check(path: Path, password_file: Path | None) -> tuple[Inventory, list[Problem]]:

@@ -111,6 +111,7 @@ def test_many_instances_are_checked_by_one_process_per_core(ca: CA) -> None:
 FAILING = """
 import json, os, signal
 from fedictl import check
+from fedictl.check import processes
 
 def crash(instances, options):
     raise RuntimeError("boom")
@@ -121,7 +122,7 @@ def killed(instances, options):
 share = [check.Instance("mastodon", f"d{n}.test", f"d{n}.test", "", (), "") for n in range(3)]
 print(json.dumps([
     [[r.instance, r.check, r.status.name, r.value, r.hint] for r in
-     check._Child.start(share, check.Options(), work).results()]
+     processes._Child.start(share, check.Options(), work).results()]
     for work in (crash, killed)
 ]))
 """

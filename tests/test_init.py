@@ -20,6 +20,7 @@ from _inventory_helpers import (
 )
 
 from fedictl import inventory, secrets
+from fedictl.apps import mastodon
 
 GOLDEN = Path(__file__).parent / "golden" / "init-example"
 UPDATE = os.environ.get("FEDICTL_UPDATE_GOLDEN") == "1"
@@ -47,7 +48,7 @@ def test_generated_secrets_have_upstream_formats(demo: Project) -> None:
     for spec in secrets.SPECS:
         assert spec.check(data[spec.key]) is None, spec.key
     assert (
-        secrets.vapid_pair_problem(
+        mastodon.vapid_pair_problem(
             data["vault_mastodon_vapid_private_key"], data["vault_mastodon_vapid_public_key"]
         )
         is None

@@ -24,7 +24,8 @@ import pytest
 import yaml
 from _inventory_helpers import ansible_tool
 
-from fedictl.secrets import alphanumeric, vapid_keypair
+from fedictl.apps.mastodon import vapid_keypair
+from fedictl.secret_formats import alphanumeric
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = ROOT / "roles" / "mastodon"

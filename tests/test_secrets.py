@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fedictl import inventory, secrets
+from fedictl.apps import mastodon, pixelfed
 
 ALL_APPS = {"mastodon", "peertube", "pixelfed"}
 
@@ -31,7 +32,7 @@ def test_active_record_keys_are_32_alphanumerics(name: str) -> None:
 
 
 def test_vapid_pair_is_padded_urlsafe_base64_of_a_p256_key() -> None:
-    private, public = secrets.vapid_keypair()
+    private, public = mastodon.vapid_keypair()
     assert len(private) == 44 and private.endswith("=")
     assert len(public) == 88 and public.endswith("=")
     assert re.fullmatch(r"[A-Za-z0-9_=-]+", private + public)
@@ -44,7 +45,7 @@ def test_vapid_pair_is_padded_urlsafe_base64_of_a_p256_key() -> None:
 
 
 def test_vapid_checks_accept_unpadded_and_reject_other_curves() -> None:
-    private, public = secrets.vapid_keypair()
+    private, public = mastodon.vapid_keypair()
     check_private = secrets.SPECS_BY_KEY["vault_mastodon_vapid_private_key"].check
     assert check_private(private.rstrip("=")) is None
     other = (
@@ -54,9 +55,9 @@ def test_vapid_checks_accept_unpadded_and_reject_other_curves() -> None:
     )
     bad = base64.urlsafe_b64encode(other).decode()
     assert secrets.SPECS_BY_KEY["vault_mastodon_vapid_public_key"].check(bad) is not None
-    _, stranger = secrets.vapid_keypair()
-    assert secrets.vapid_pair_problem(private, stranger) is not None
-    assert secrets.vapid_pair_problem(private, public) is None
+    _, stranger = mastodon.vapid_keypair()
+    assert mastodon.vapid_pair_problem(private, stranger) is not None
+    assert mastodon.vapid_pair_problem(private, public) is None
 
 
 def test_peertube_secret_and_root_password() -> None:
@@ -68,7 +69,7 @@ def test_peertube_secret_and_root_password() -> None:
 
 
 def test_pixelfed_app_key_is_base64_of_32_bytes() -> None:
-    value = secrets.pixelfed_app_key()
+    value = pixelfed.pixelfed_app_key()
     assert value.startswith("base64:")
     assert len(base64.b64decode(value.removeprefix("base64:"), validate=True)) == 32
     check = secrets.SPECS_BY_KEY["vault_pixelfed_app_key"].check
@@ -101,7 +102,7 @@ def test_ensure_never_returns_an_existing_value() -> None:
 
 
 def test_half_a_vapid_pair_is_not_regenerated() -> None:
-    existing = {"vault_mastodon_vapid_private_key": secrets.vapid_keypair()[0]}
+    existing = {"vault_mastodon_vapid_private_key": mastodon.vapid_keypair()[0]}
     added = secrets.ensure(existing, {"mastodon"})
     assert "vault_mastodon_vapid_public_key" not in added
     assert "vault_mastodon_vapid_private_key" not in added

@@ -18,6 +18,7 @@ from _inventory_helpers import (
 )
 
 from fedictl import inventory, secrets
+from fedictl.apps import mastodon
 
 MAIN = "group_vars/all/main.yml"
 VAULT = "group_vars/all/vault.yml"
@@ -189,7 +190,7 @@ def test_secrets_of_disabled_apps_are_not_required(demo: Project) -> None:
 
 def test_vapid_halves_must_belong_together(demo: Project) -> None:
     data = demo.vault_data()
-    data["vault_mastodon_vapid_public_key"] = secrets.vapid_keypair()[1]
+    data["vault_mastodon_vapid_public_key"] = mastodon.vapid_keypair()[1]
     demo.write_vault_data(data)
     result = _validate(demo)
     assert result.exit_code == 2

@@ -10,9 +10,8 @@ from typing import Any
 import click
 
 from fedictl import backup, inventory, paths
-from fedictl.commands.validate import inventory_options, load_valid
+from fedictl.commands.options import AppChoice, inventory_options, load_valid
 from fedictl.inventory import Inventory
-from fedictl.model import APPS
 
 _NO_HOST = "; no host was contacted"
 
@@ -31,7 +30,7 @@ def _json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-_app_option = click.option("--app", type=click.Choice(APPS), default=None, help="Only this app.")
+_app_option = click.option("--app", type=AppChoice(), default=None, help="Only this app.")
 _print_option = click.option(
     "--print-command", is_flag=True, help="Print the ansible-playbook command; run nothing."
 )
@@ -121,7 +120,7 @@ def list_(
 
 @backup_group.command("restore")
 @inventory_options
-@click.option("--app", type=click.Choice(APPS), required=True, help="The app to restore.")
+@click.option("--app", type=AppChoice(), required=True, help="The app to restore.")
 @click.option(
     "--snapshot",
     default="",
@@ -181,7 +180,7 @@ def restore_cmd(
 
 @backup_group.command("drill")
 @inventory_options
-@click.option("--app", type=click.Choice(APPS), required=True, help="The app to drill.")
+@click.option("--app", type=AppChoice(), required=True, help="The app to drill.")
 @click.option(
     "--lab-host",
     default=None,

@@ -15,10 +15,9 @@ import click
 
 from fedictl import check, check_host, inventory
 from fedictl.check_http import Network
-from fedictl.commands.validate import inventory_options, load_valid
+from fedictl.commands.options import AppChoice, inventory_options, load_valid
 from fedictl.errors import FedictlError
 from fedictl.inventory import VAULT
-from fedictl.model import APPS
 
 UNKNOWN = check.Status.UNKNOWN.value
 
@@ -70,9 +69,7 @@ _EPILOG = "\n\n".join(
 
 @click.command("check", cls=NagiosCommand, epilog=_EPILOG)
 @inventory_options
-@click.option(
-    "--app", "apps", multiple=True, type=click.Choice(APPS), help="Only this app (repeatable)."
-)
+@click.option("--app", "apps", multiple=True, type=AppChoice(), help="Only this app (repeatable).")
 @click.option(
     "--instance", "names", multiple=True, metavar="DOMAIN", help="Only the instance on this domain."
 )

@@ -9,16 +9,15 @@ from pathlib import Path
 import click
 
 from fedictl import inventory, paths, runner
-from fedictl.commands.validate import inventory_options, load_valid
+from fedictl.commands.options import AppChoice, inventory_options, load_valid
 from fedictl.errors import UsageError
-from fedictl.model import APPS
 
 
 @click.command("deploy", context_settings={"ignore_unknown_options": False})
 @inventory_options
 @click.option(
     "--app",
-    type=click.Choice(APPS),
+    type=AppChoice(),
     default=None,
     help="Run only this app's playbook (playbooks/APP.yml) instead of site.yml.",
 )
@@ -56,18 +55,11 @@ def deploy(
     exit code, after a per-host summary (ok/changed/failed/unreachable).
     """
     inv = load_valid(inventory_arg, vault_password_file, "; no host was contacted")
-    if app is not None:
-        enabled = {
-            a
-            for h in inv.hostvars.values()
-            for a, s in (h.get("fedictl_apps") or {}).items()
-            if isinstance(s, dict) and s.get("enabled") is True
-        }
-        if app not in enabled:
-            raise UsageError(
-                f"--app {app}: {app} is not enabled in {inv.path}; fix: set "
-                f"fedictl_apps.{app}.enabled: true, run `fedictl secrets ensure`"
-            )
+    if app is not None and app not in inv.enabled_apps():
+        raise UsageError(
+            f"--app {app}: {app} is not enabled in {inv.path}; fix: set "
+            f"fedictl_apps.{app}.enabled: true, run `fedictl secrets ensure`"
+        )
     deployment = runner.Deployment(
         inventory=inv.path,
         vault_password_file=inventory.password_file_for(inv.path, vault_password_file),

@@ -7,11 +7,10 @@ from typing import Any
 
 import click
 
-from fedictl import inventory, secrets, vault
-from fedictl.commands.validate import inventory_options
+from fedictl import apps, inventory, secrets, vault
+from fedictl.commands.options import inventory_options
 from fedictl.errors import UsageError, ValidationError
 from fedictl.inventory import VAULT
-from fedictl.model import APPS
 
 
 def _open(inventory_arg: str, vault_password_file: Path | None) -> tuple[Path, Any, dict[str, Any]]:
@@ -33,14 +32,7 @@ def ensure(inventory_arg: str, vault_password_file: Path | None) -> None:
     inv = inventory.load(path, secret)
     if inv.problems:
         raise ValidationError([str(p) for p in inv.problems])
-    apps = inv.all_vars.get("fedictl_apps")
-    enabled = {
-        a
-        for a in APPS
-        if isinstance(apps, dict)
-        and isinstance(apps.get(a), dict)
-        and apps[a].get("enabled") is True
-    }
+    enabled = set(apps.enabled(inv.all_vars.get("fedictl_apps")))
     added = secrets.ensure(current, enabled)
     if not added:
         click.echo(f"{path / VAULT}: every required secret is set; nothing changed.", err=True)

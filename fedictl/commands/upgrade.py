@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fedictl import inventory, paths, runner, upgrade
-from fedictl.commands.validate import inventory_options, load_valid
+from fedictl.commands.options import inventory_options, load_valid
 
 
 @click.command("upgrade")
