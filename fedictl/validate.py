@@ -6,21 +6,18 @@ never shown: a finding about a secret describes its length or shape only.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fedictl import apps, secrets, vault
+from fedictl import apps, names, secrets, vault
 from fedictl.apps import App
 from fedictl.errors import FedictlError
 from fedictl.inventory import HOSTS, VAULT, Inventory, Problem, load, password_file_for
 from fedictl.model import groups, segment
 
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN_RE = re.compile(rf"(?=.{{4,253}}$)(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)")
-_EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@" + _DOMAIN_RE.pattern)
+_EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@" + names.DOMAIN.pattern)
 _VERSION_RE = re.compile(r"v\d{1,4}\.\d{1,4}\.\d{1,4}(?:-(?:rc|beta|alpha)\.?\d{0,3})?")
 _PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -52,8 +49,7 @@ def describe(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def is_domain(value: object) -> bool:
-    return isinstance(value, str) and bool(_DOMAIN_RE.fullmatch(value))
+is_domain = names.is_domain
 
 
 def is_email(value: object) -> bool:
@@ -73,22 +69,17 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _is_ip(value: object) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return isinstance(value, str)
+_is_ip = names.is_ip_address
 
 
 def _is_address(value: object) -> bool:
     if not isinstance(value, str) or not value:
         return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return bool(_DOMAIN_RE.fullmatch(value.lower())) or bool(_HOSTNAME_RE.fullmatch(value))
-    return True
+    return (
+        names.is_ip_address(value)
+        or names.is_domain(value.lower())
+        or bool(_HOSTNAME_RE.fullmatch(value))
+    )
 
 
 class _Checker:

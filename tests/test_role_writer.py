@@ -1,12 +1,11 @@
 """The roles' bulk file writer: the fedictl_sync_files action and the script it runs on the host.
 
-A role writes its files in a few fedictl_sync_files calls instead of a template task (a stat and a copy
-module on the host) per file, so the writer must do what those modules did: the same content, owner,
-group and mode, only what differs, atomically, with the validate command run on the candidate and
-nothing written in check mode. The script runs here on real files, as the action runs it on a host
-(python3 -c SCRIPT, the request on standard input); the action runs under the real ansible-playbook
-against this machine.
-"""
+A role writes its files in a few fedictl_sync_files calls instead of a template task (a stat and a
+copy module on the host) per file, so the writer must do what those modules did: the same content,
+owner, group and mode, only what differs, atomically, with the validate command run on the
+candidate and nothing written in check mode. The script runs here on real files, as the action runs
+it on a host (python3 -c SCRIPT, the request on standard input); the action runs under the real
+ansible-playbook against this machine."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITER = ROOT / "plugins/host/fedictl_write.py"

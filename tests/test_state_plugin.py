@@ -265,3 +265,82 @@ def test_with_the_gates_open_every_part_differs(played: Any) -> None:
     assert len(result["files_pending"]) == 3, "the matching file too"
     assert result["commands"]["good"]["ok"], "ok stays the live verdict"
     assert result["commands"]["good"]["differs"]
+
+
+net = _load("plugins/test/fedictl_net.py")
+
+
+@pytest.mark.parametrize(
+    ("value", "address", "network"),
+    [
+        ("127.0.0.1", True, True),
+        ("::1", True, True),
+        ("10.213.0.0/24", False, True),
+        ("10.0.0.5/24", False, True),  # host bits set: pg_hba.conf and nftables accept it
+        ("2001:db8::/32", False, True),
+        ("10.0.0.256", False, False),
+        ("0.0.0.0/33", False, False),
+        ("localhost", False, False),
+        ("", False, False),
+        (10, False, False),  # not text
+    ],
+)
+def test_the_shared_ip_tests(value: Any, address: bool, network: bool) -> None:
+    tests = net.TestModule().tests()
+    assert tests["fedictl_ip_address"](value) is address
+    assert tests["fedictl_ip_network"](value) is network
+
+
+def test_links_are_declared_by_target(tmp_path: Path) -> None:
+    """A link item: the probe reports the link's own target, the writer replaces a link to
+    elsewhere atomically and refuses to replace a regular file."""
+    want = {"path": str(tmp_path / "enabled"), "state": "link", "target": "/etc/a"}
+    assert state.file_matches(want, _have(islnk=True, isreg=False, lnk_target="/etc/a"), None)
+    assert not state.file_matches(want, _have(islnk=True, isreg=False, lnk_target="/etc/b"), None)
+    assert not state.file_matches(want, None, None)
+    writer = (ROOT / "plugins/host/fedictl_write.py").read_text()
+
+    def write(*items: dict[str, Any]) -> dict[str, Any]:
+        request = json.dumps({"check": False, "diff": True, "items": list(items)})
+        proc = subprocess.run(
+            [sys.executable, "-c", writer], input=request, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        answer: dict[str, Any] = json.loads(proc.stdout)
+        return answer
+
+    link = tmp_path / "enabled"
+    link.symlink_to("/etc/b")
+    first = write({"path": str(link), "state": "link", "target": "/etc/a"})
+    again = write({"path": str(link), "state": "link", "target": "/etc/a"})
+    assert first["results"][0]["changed"] and os.readlink(link) == "/etc/a"
+    assert not again["results"][0]["changed"]
+    plain = tmp_path / "plain"
+    plain.write_text("keep")
+    refused = write({"path": str(plain), "state": "link", "target": "/etc/a"})
+    assert "is not a symbolic link" in refused["failed"] and plain.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("social.example.org", True),
+        ("a.bc", True),
+        ("xn--bcher-kva.example", True),
+        ("ab.c", False),  # a one-letter top-level label
+        ("example", False),  # one label
+        ("-a.example.org", False),
+        ("a-.example.org", False),
+        ("Social.Example.org", False),  # lower case only
+        ("a..example", False),
+        ("example.123", False),
+        (("a" * 63 + ".") * 3 + "a" * 61 + ".org", False),  # 257 characters
+        (("a" * 63 + ".") * 3 + "a" * 57 + ".org", True),  # 253
+    ],
+)
+def test_the_shared_domain_test(value: str, ok: bool) -> None:
+    """The roles' test and fedictl validate apply the same rule (fedictl/names.py)."""
+    from fedictl import validate
+
+    assert net.TestModule().tests()["fedictl_domain"](value) is ok
+    assert validate.is_domain(value) is ok

@@ -7,13 +7,13 @@ the probe runs when nothing does. See docs/roles.md.
 
 Options (each optional; files and lines items with `enabled: false` are left out, so a role can
 declare every item with the condition that applies it):
-  files:    [{path, state: file|directory|absent, src: template | content: text, mode, owner (root),
-              group (root), vars: template variables, ...}] — the items fedictl_sync_files writes;
-              a file item with neither src nor content is checked for owner, group and mode only.
-              Extra keys (batch, reload...) are kept in the returned items.
-  lines:    [{path, regexp, line, ...}] — as fedictl_sync_files' state lines
-  (ansible.builtin.lineinfile
-              with regexp): the last line the regexp matches must be the line.
+  files:    [{path, state: file|directory|absent|link, src: template | content: text, target (link),
+              mode, owner (root), group (root), vars: template variables, ...}] — the items
+              fedictl_sync_files writes; a file item with neither src nor content is checked
+              for owner, group and mode only; a link for its target. Extra keys (batch,
+              reload...) are kept in the returned items.
+  lines:    [{path, regexp, line, ...}] — as fedictl_sync_files' state lines (ansible.builtin.
+              lineinfile with regexp): the last line the regexp matches must be the line.
   packages: [name, ...] — must be installed (dpkg).
   units:    [name | {name, enabled: true|false|null, active: true|false|null}] — true: must be,
               false: must not be, null: either; a bare name means enabled and active.
@@ -26,8 +26,8 @@ declare every item with the condition that applies it):
 Returns: differs; files_pending, lines_pending (fedictl_sync_files items, lines grouped per file),
   packages_missing, units_pending (the unit declarations not met), units {name: {enabled, active,
   unit_file_state, active_state}}, commands {name: {rc, stdout, stdout_lines, stderr, ok,
-  differs}}, found
-  {path: description}, parts {files, lines, packages, units, commands: bool}; gates_open.
+  differs}}, found {path: description}, parts {files, lines, packages, units, commands: bool};
+  gates_open.
 With the variable fedictl_gates_open true, every declared part counts as differing (each task then
 checks its own part): a scenario's idempotence run with the gates open shows a task the declarations
 forgot as a change.
@@ -50,7 +50,7 @@ from ansible.plugins.loader import lookup_loader
 
 HOST_SCRIPTS = Path(__file__).resolve().parent.parent / "host"
 OPTIONS = ("files", "lines", "packages", "units", "commands", "paths")
-FILE_STATES = ("file", "directory", "absent")
+FILE_STATES = ("file", "directory", "absent", "link")
 UNIT_PROPERTIES = "Id,UnitFileState,ActiveState"
 
 
@@ -138,6 +138,8 @@ def file_matches(
     state = want.get("state", "file")
     if state == "absent":
         return have is None
+    if state == "link":
+        return have is not None and bool(have["islnk"]) and have.get("lnk_target") == want["target"]
     if have is None or not attributes_match(want, have):
         return False
     if state == "directory":
@@ -202,7 +204,9 @@ def check_file(item: Any) -> dict[str, Any]:
         raise AnsibleActionFail(
             f"fedictl_state: {item['path']}: state must be one of {FILE_STATES}"
         )
-    if item.get("state", "file") != "absent" and "mode" not in item:
+    if item.get("state", "file") == "link" and not item.get("target"):
+        raise AnsibleActionFail(f"fedictl_state: {item['path']}: a link needs its target")
+    if item.get("state", "file") not in ("absent", "link") and "mode" not in item:
         raise AnsibleActionFail(f"fedictl_state: {item['path']}: give the mode, e.g. '0644'")
     return item
 

@@ -12,7 +12,8 @@ nothing in check mode. Shared by the fedictl roles; fedictl_state returns the it
 this form.
 
 Options:
-  items: list of {path, state: file|directory|absent|lines (file), src: template | content: text,
+  items: list of {path, state: file|directory|absent|lines|link (file), src: template |
+         content: text, target (link),
          lines: [{regexp, line}] (state lines: edit an existing file as lineinfile does), mode,
          owner (root), group (root), validate: command with %s, vars: extra template variables,
          diff: false to keep this item's content out of --diff (secrets)}
@@ -41,7 +42,7 @@ def _state() -> Any:
     return module
 
 
-STATES = ("file", "directory", "absent", "lines")
+STATES = ("file", "directory", "absent", "lines", "link")
 
 
 class ActionModule(ActionBase):
@@ -59,6 +60,10 @@ class ActionModule(ActionBase):
         request: dict[str, Any] = {"path": path, "state": state}
         if state == "absent":
             return request
+        if state == "link":
+            if not isinstance(item.get("target"), str) or not item["target"]:
+                raise AnsibleActionFail(f"fedictl_sync_files: {path}: a link needs its target")
+            return {**request, "target": item["target"]}
         if "mode" not in item:
             raise AnsibleActionFail(f"fedictl_sync_files: {path}: give the mode, e.g. '0644'")
         request.update(

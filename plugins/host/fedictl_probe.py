@@ -5,7 +5,7 @@
 #   spec:   {"paths": [path or glob, ...], "read": [path, ...],
 #            "run": {name: [argv...] | {"sh": "shell text"}}}
 #   output: {"files": [{path, isreg, isdir, islnk, pw_name, gr_name, mode "0644", mtime, size,
-#                       checksum (sha1, regular files), lnk_source (links)}],
+#                       checksum (sha1, regular files), lnk_source and lnk_target (links)}],
 #            "read": {path: text or null (missing or unreadable)},
 #            "run": {name: {rc, stdout, stdout_lines, stderr}}}
 # It changes nothing on the host. Runs on the servers' python3 (standard library only).
@@ -48,6 +48,7 @@ def describe(path: str) -> dict[str, Any]:
     }
     if entry["islnk"]:
         entry["lnk_source"] = os.path.realpath(path)
+        entry["lnk_target"] = os.readlink(path)
     if entry["isreg"]:
         digest = hashlib.sha1(usedforsecurity=False)  # compared with the rendered templates' sha1
         with open(path, "rb") as handle:

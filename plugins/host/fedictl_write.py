@@ -1,9 +1,11 @@
 # fedictl's bulk file writer: one remote call puts many small files, directories and removals in
 # place, where ansible.builtin.template/copy/file make a stat and a copy module call (~0.5 s) per
-# file. The roles run it through their fedictl_files action (action_plugins/fedictl_files.py):
+# file. The roles run it through the fedictl_sync_files action (plugins/action/):
 #   python3 -c "<this file>" < request
 #   request: {"check": bool, "diff": bool,
-#             "items": [{"path", "state": "file"|"directory"|"absent"|"lines", "content" (file),
+#             "items": [{"path", "state": "file"|"directory"|"absent"|"lines"|"link",
+#                        "content" (file),
+#                        "target" (link: what the symbolic link points to),
 #                        "lines" (lines: [{"regexp", "line"}]), "mode" "0644", "owner", "group",
 #                        "validate" (a command; %s is the candidate file), "diff" (false: keep
 #                        the content out of the diff)}]}
@@ -131,6 +133,25 @@ def edit_lines(item: Item, check: bool) -> tuple[bool, Diff]:
     return write_file({**item, "content": "".join(lines)}, check)
 
 
+def make_link(item: Item, check: bool) -> tuple[bool, Diff]:
+    """A symbolic link to item["target"]; replaces a link elsewhere, never a file or directory."""
+    path, target = item["path"], item["target"]
+    st = current(path)
+    if st is not None and not stat.S_ISLNK(st.st_mode):
+        raise Failed(f"{path} exists and is not a symbolic link")
+    was = os.readlink(path) if st is not None else None
+    if was == target:
+        return False, None
+    diff = {"before": f"{path} -> {was or '(absent)'}\n", "after": f"{path} -> {target}\n"}
+    if not check:
+        candidate = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.fedictl-link")
+        if os.path.lexists(candidate):
+            os.unlink(candidate)
+        os.symlink(target, candidate)
+        os.rename(candidate, path)
+    return True, diff
+
+
 def make_directory(item: Item, check: bool) -> tuple[bool, Diff]:
     path = item["path"]
     uid, gid = ids(item)
@@ -166,7 +187,13 @@ def remove(item: Item, check: bool) -> tuple[bool, Diff]:
 
 def main() -> None:
     request = json.load(sys.stdin)
-    apply = {"file": write_file, "directory": make_directory, "absent": remove, "lines": edit_lines}
+    apply = {
+        "file": write_file,
+        "directory": make_directory,
+        "absent": remove,
+        "lines": edit_lines,
+        "link": make_link,
+    }
     results: list[dict[str, Any]] = []
     output: dict[str, Any] = {"results": results}
     for item in request["items"]:

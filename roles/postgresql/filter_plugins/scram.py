@@ -67,32 +67,35 @@ def _keys(salted: bytes) -> tuple[str, str]:
 
 
 def _rows(answer: Any, fields: int) -> list[list[str]]:
-    """psql --no-align --tuples-only --field-separator=| output; none when the server did not answer."""
+    """psql --no-align --tuples-only --field-separator=| rows; none if the server did not answer."""
     if not isinstance(answer, dict) or answer.get("rc") != 0:
         return []
     return [line.split("|", fields - 1) for line in answer.get("stdout_lines", []) if line]
 
 
 def pending(commands: Any, databases: Any, default_locale: str) -> dict[str, list[Any]]:
-    """From the probe's answers (fedictl_state's commands owners, databases, extensions_DB): the owners
-    whose attributes differ or whose stored verifier was not made from the vault's password, the
-    databases missing or with another owner, encoding or locale, and the [database, extension] pairs
-    missing. These follow the live answers even with the gates open: setting a password again stores
-    a new salt, which is a change."""
+    """From the probe's answers (fedictl_state's commands owners, databases, extensions_DB): the
+    owners whose attributes differ or whose stored verifier was not made from the vault's password,
+    the databases missing or with another owner, encoding or locale, and the [database, extension]
+    pairs missing. These follow the live answers even with the gates open: setting a password again
+    stores a new salt, which is a change."""
     owners = {row[0]: row for row in _rows(commands.get("owners"), 7)}
     found = {row[0]: row for row in _rows(commands.get("databases"), 5)}
     result: dict[str, list[Any]] = {"owners": [], "databases": [], "extensions": []}
     for db in databases:
         owner = owners.get(db["owner"])
-        if owner is None or owner[1:6] != ["t", "f", "f", "f", "f"] or not scram_matches(
-            owner[6], db["password"]
+        if (
+            owner is None
+            or owner[1:6] != ["t", "f", "f", "f", "f"]
+            or not scram_matches(owner[6], db["password"])
         ):
             result["owners"].append(db)
         locale = db.get("locale", default_locale)
         live = found.get(db["name"])
         if live is None or live[1:] != [db["owner"], "UTF8", locale, locale]:
             result["databases"].append(db)
-        have = {row[0] for row in _rows(commands.get(f"extensions_{db['name']}"), 1)} if live else set()
+        extensions = commands.get(f"extensions_{db['name']}")
+        have = {row[0] for row in _rows(extensions, 1)} if live else set()
         result["extensions"] += [[db, ext] for ext in db.get("extensions", []) if ext not in have]
     return result
 
