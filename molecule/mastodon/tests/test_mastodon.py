@@ -409,7 +409,25 @@ def test_check_mode_on_the_converged_host_changes_nothing(host: testinfra.host.H
     assert stats["ms-web"]["failures"] == 0, stats
 
 
-def test_idempotent_with_the_gates_open() -> None:
+SAMPLES = "/root/fedictl-process-table.txt"
+
+
+@pytest.fixture(scope="module")
+def process_table(host: testinfra.host.Host) -> str:
+    """Record every process's command line on ms-web, every 50 ms, from first use until the last
+    test of this file reads it: a converge and an upgrade run meanwhile."""
+    host.run("rm -f %s", SAMPLES)
+    sampler = "/root/fedictl-process-sampler.sh"
+    host.check_output(
+        "printf '%%s\\n' %s > %s",
+        f"while :; do ps -eo args= >> {SAMPLES}; echo --- >> {SAMPLES}; sleep 0.05; done",
+        sampler,
+    )
+    pid = host.check_output(f"nohup sh {sampler} > /dev/null 2>&1 & echo $!")
+    return pid.strip()
+
+
+def test_idempotent_with_the_gates_open(process_table: str) -> None:
     stats = gates_open_changes()
     assert stats["ms-web"]["changed"] == 0, stats
     assert stats["ms-web"]["failures"] == 0, stats
@@ -572,7 +590,7 @@ def test_a_downgrade_is_refused(host: testinfra.host.Host) -> None:
 
 
 def test_upgrade_to_v2_keeps_data_and_serves_v2(
-    host: testinfra.host.Host, seeded: dict[str, str]
+    host: testinfra.host.Host, seeded: dict[str, str], process_table: str
 ) -> None:
     out = _upgrade("v4.5.14", "v4.5.14")
     assert out.startswith("rc=0"), out[-3000:]
@@ -615,3 +633,20 @@ def test_failed_upgrade_rolls_back_to_v2(host: testinfra.host.Host, seeded: dict
     assert migrations_after == int(migrations_before) + 1
     for unit in UNITS:
         assert host.service(unit).is_running, unit
+
+
+def test_no_secret_on_any_process_command_line(
+    host: testinfra.host.Host, process_table: str
+) -> None:
+    """While a converge (gates open) and an upgrade ran, no vault value was on a command line that
+    any local user can read with ps: secrets go through files and standard input."""
+    host.run("kill %s", process_table)
+    samples = host.file(SAMPLES).content_string
+    host.run("rm -f %s", SAMPLES)
+    assert samples.count("---") > 100, "the sampler ran through the converge and the upgrade"
+    assert "python3" in samples, "it saw Ansible's tasks run"
+    leaked = [line for line in samples.splitlines() for secret in _secrets() if secret in line]
+    assert not leaked, (
+        "a secret on a command line: "
+        + leaked[0].replace(next(s for s in _secrets() if s in leaked[0]), "<SECRET>")[:300]
+    )
