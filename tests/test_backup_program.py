@@ -12,6 +12,7 @@ import gzip
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -608,20 +609,16 @@ def test_main_reports_errors_in_one_line(capsys: pytest.CaptureFixture[str], tmp
     assert err.startswith("fedictl-backup: error: ") and "deploy the backup role first" in err
 
 
-def test_a_files_restore_refuses_existing_content_without_force(
-    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """restore-files --check (run before the app is stopped): occupied paths are refused, exit 3,
-    and nothing moves; with --force the same paths would be moved aside."""
+def _planted(fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, roots: list[str]) -> None:
+    """A files snapshot of `roots` in the fake repository; the program's config points at it."""
     cfg, tmp, bin_dir = fake_host["cfg"], fake_host["tmp"], fake_host["log"].parent
-    media = str(tmp / "media")
-    manifest, _, _ = fb.build_manifest([media], [], {})
+    manifest, _, _ = fb.build_manifest(roots, [], {})
     manifest.update(kind="files", owner="mastodon")
     (bin_dir / "manifest.json.gz").write_bytes(fb.dump_json_gz(manifest))
     snapshot = {
         "id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-01-01T03:00:00Z",
         "hostname": "web1", "tags": ["app:mastodon", "kind:files", "run:R1"],
-        "paths": [media, str(cfg.manifest_dir / "mastodon/files.json.gz")],
+        "paths": [*roots, str(cfg.manifest_dir / "mastodon/files.json.gz")],
     }  # fmt: skip
     (bin_dir / "snapshots.json").write_text(json.dumps([snapshot]))
     config = tmp / "config.json"
@@ -631,12 +628,74 @@ def test_a_files_restore_refuses_existing_content_without_force(
         "prom_file": str(cfg.prom_file), "retention": cfg.retention,
     }))  # fmt: skip
     monkeypatch.setattr(fb.load_config, "__defaults__", (config,))
+
+
+RESTORE_FILES = ["restore-files", "--app", "mastodon", "--snapshot", "aaaa", "--kind", "files"]
+
+
+def test_a_files_restore_refuses_existing_content_without_force(
+    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """restore-files --check (run before the app is stopped): occupied paths are refused, exit 3,
+    and nothing moves; with --force the same paths would be moved aside."""
+    tmp = fake_host["tmp"]
+    media = str(tmp / "media")
+    _planted(fake_host, monkeypatch, [media])
     before = sorted(p.name for p in tmp.iterdir())
-    argv = ["restore-files", "--app", "mastodon", "--snapshot", "aaaa", "--kind", "files"]
-    argv.append("--check")
+    argv = [*RESTORE_FILES, "--check"]
     assert fb.main(argv) == fb.EXIT_REFUSED
     err = capsys.readouterr().err
     assert f"{media} already exists with other content" in err and "--force" in err
     assert sorted(p.name for p in tmp.iterdir()) == before, "a refused restore moved something"
     assert fb.main([*argv, "--force"]) == 0
     assert json.loads(capsys.readouterr().out)["states"] == {media: "differs"}
+
+
+def test_a_snapshot_cannot_choose_where_a_restore_writes(
+    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any host holding the repository's password can write a snapshot: one whose paths this host's
+    own declaration does not name (a cron directory here) is refused before restic restores
+    anything, with or without --force, and so is an owner other than the declared one."""
+    tmp = fake_host["tmp"]
+    cron = tmp / "cron.d"
+    cron.mkdir()
+    (cron / "planted").write_text("* * * * * root id\n")
+    _planted(fake_host, monkeypatch, [str(tmp / "media"), str(cron)])
+    shutil.rmtree(cron)
+    for extra in ([], ["--force"], ["--check"]):
+        assert fb.main([*RESTORE_FILES, *extra]) == fb.EXIT_REFUSED, extra
+        err = capsys.readouterr().err
+        assert f"would restore {cron}, which mastodon's declaration" in err, err
+    assert not cron.exists(), "nothing was restored"
+    assert not [c for c in calls(fake_host["log"]) if "restore" in c], "restic was never asked"
+
+    _planted(fake_host, monkeypatch, [str(tmp / "media")])
+    assert fb.main([*RESTORE_FILES, "--force", "--owner", "root"]) == fb.EXIT_REFUSED
+    assert "this host's declaration of mastodon says mastodon" in capsys.readouterr().err
+
+
+def test_without_a_declaration_only_a_check_or_a_drill_proceeds(
+    fake_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host without the app (no declaration) may be checked before the restore installs the app,
+    and a drill writes under its scratch directory; a real restore there is refused."""
+    tmp = fake_host["tmp"]
+    _planted(fake_host, monkeypatch, [str(tmp / "media")])
+    (fake_host["cfg"].declarations_dir / "mastodon.json").unlink()
+    assert fb.main([*RESTORE_FILES, "--force"]) == fb.EXIT_REFUSED
+    assert "install the app here first" in capsys.readouterr().err
+    assert fb.main([*RESTORE_FILES, "--check"]) == fb.EXIT_REFUSED  # the media exist: refused
+    assert "already exists with other content" in capsys.readouterr().err
+    scratch = tmp / "drill"
+    assert fb.main([*RESTORE_FILES, "--check", "--scratch", str(scratch)]) == 0
+    states = json.loads(capsys.readouterr().out)["states"]
+    assert states == {str(tmp / "media"): "absent"}, "a drill looks under its scratch directory"
+
+
+@pytest.mark.parametrize("root", ["relative/media", "/srv/app/../../etc", "/"])
+def test_odd_snapshot_paths_are_refused(root: str) -> None:
+    decl = fb.Declaration(app="mastodon", source=Path("/etc/fedictl/backup.d/mastodon.json"),
+                          paths=["/srv/app"])  # fmt: skip
+    with pytest.raises(fb.Refused, match="not absolute and normal"):
+        fb.restore_roots({"roots": [root]}, decl, "")

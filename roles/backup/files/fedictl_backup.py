@@ -1570,6 +1570,53 @@ def chown_tree(path: str, uid: int, gid: int) -> None:
                 os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
+def local_declaration(cfg: Config, app: str) -> Declaration | None:
+    """This host's own declaration of the app (written by the app's role), or None."""
+    path = cfg.declarations_dir / f"{app}.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BackupError(f"{path}: invalid JSON ({exc})") from exc
+    return parse_declaration(data, path)
+
+
+def restore_roots(
+    manifest: dict[str, Any],
+    decl: Declaration | None,
+    scratch: str,
+    not_installed_yet: bool = False,
+) -> list[str]:
+    """The snapshot's roots, each refused unless this host's own declaration names it.
+
+    A snapshot is data that any host holding the repository's password can write: it must not say
+    where a restore writes. Every root must be an absolute, normal path inside the paths, the
+    configuration files or the declaration file that the app's role declared on this host; with
+    --scratch (a drill) everything lands under that directory instead, wherever the snapshot says.
+    """
+    roots = [str(r) for r in manifest.get("roots", [])]
+    odd = [r for r in roots if not r.startswith("/") or os.path.normpath(r) != r or r == "/"]
+    if odd:
+        raise Refused(f"the snapshot names paths that are not absolute and normal: {odd[:5]}")
+    if scratch or (decl is None and not_installed_yet):
+        return roots
+    if decl is None:
+        raise Refused(
+            "this host has no declaration of the app (its role writes one under "
+            "/etc/fedictl/backup.d/): install the app here first (fedictl deploy), then restore"
+        )
+    allowed = [*decl.paths, *decl.config_files, str(decl.source)]
+    outside = [r for r in roots if not any(_is_within(r, a) for a in allowed)]
+    if outside:
+        raise Refused(
+            f"the snapshot would restore {', '.join(outside[:5])}, which {decl.app}'s declaration "
+            f"on this host ({decl.source}) does not name; nothing was restored. A snapshot written "
+            "by another host or by hand cannot choose where a restore writes"
+        )
+    return roots
+
+
 def cmd_restore_files(args: argparse.Namespace) -> int:
     cfg = load_config()
     restic = Restic(cfg)
@@ -1577,10 +1624,13 @@ def cmd_restore_files(args: argparse.Namespace) -> int:
     manifest = json.loads(
         gzip.decompress(restic.dump(snap["id"], manifest_path_in(snap, args.kind)))
     )
-    roots: list[str] = manifest["roots"]
-    entries = manifest["entries"]
+    scratch = args.scratch.rstrip("/")
+    decl = local_declaration(cfg, args.app)
+    # --check runs before a restore installs the app on a new server: no declaration yet is fine.
+    roots = restore_roots(manifest, decl, scratch, not_installed_yet=args.check)
+    entries = {scratch + path: entry for path, entry in manifest["entries"].items()}
     stamp = run_id(utcnow())
-    states = {root: check_destination(root, entries) for root in roots}
+    states = {root: check_destination(scratch + root, entries) for root in roots}
     declaration = manifest.get("declaration")
     blocking = [r for r, s in states.items() if s == "differs" and r != declaration]
     if blocking and not args.force:
@@ -1593,7 +1643,12 @@ def cmd_restore_files(args: argparse.Namespace) -> int:
     if args.check:
         print(json.dumps({"kind": args.kind, "states": states}))
         return 0
-    owner_name = args.owner or manifest.get("owner", "root")
+    # The owner is the one this host's declaration names (a drill's scratch copy stays root's).
+    owner_name = "root" if scratch or decl is None else decl.owner
+    if args.owner and args.owner != owner_name:
+        raise Refused(
+            f"--owner {args.owner}: this host's declaration of {args.app} says {owner_name}"
+        )
     try:
         owner = pwd.getpwnam(owner_name)
     except KeyError as exc:
@@ -1603,7 +1658,8 @@ def cmd_restore_files(args: argparse.Namespace) -> int:
     for root in roots:
         if states[root] == "same" or (root == declaration and states[root] != "absent"):
             continue
-        parent = Path(root).parent
+        target = scratch + root
+        parent = Path(target).parent
         created = []
         for p in [parent, *parent.parents]:
             if p.exists():
@@ -1629,18 +1685,18 @@ def cmd_restore_files(args: argparse.Namespace) -> int:
             if not os.path.lexists(staged):
                 raise BackupError(f"snapshot {snap['short_id']} does not hold {root}")
             if states[root] == "differs":
-                aside = f"{root}.pre-restore-{stamp}"
-                os.rename(root, aside)
+                aside = f"{target}.pre-restore-{stamp}"
+                os.rename(target, aside)
                 moved.append(aside)
             elif states[root] == "empty":
-                os.rmdir(root)
-            os.rename(staged, root)
+                os.rmdir(target)
+            os.rename(staged, target)
             if root != declaration:
-                chown_tree(root, owner.pw_uid, owner.pw_gid)
+                chown_tree(target, owner.pw_uid, owner.pw_gid)
             restored.append(root)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-    result = verify_manifest(manifest)
+    result = verify_manifest(manifest, scratch)
     result.update(
         snapshot=snap["id"],
         kind=args.kind,
@@ -1682,7 +1738,10 @@ def parser() -> argparse.ArgumentParser:
     for name in ("--app", "--snapshot"):
         rfi.add_argument(name, required=True)
     rfi.add_argument("--kind", choices=["files", "config"], required=True)
-    rfi.add_argument("--owner", default="")
+    rfi.add_argument("--owner", default="", help="must be the owner this host's declaration names")
+    rfi.add_argument(
+        "--scratch", default="", help="a drill: restore under this directory, owned by root"
+    )
     rfi.add_argument("--force", action="store_true")
     rfi.add_argument("--check", action="store_true", help="only say whether it would be refused")
     rfi.set_defaults(func=cmd_restore_files)
