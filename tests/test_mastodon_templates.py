@@ -602,6 +602,8 @@ class Layout(NamedTuple):
     sidekiq_threads: int = 25
     bundle: str = "/home/mastodon/.rbenv/shims/bundle"
     streaming_ports: tuple[int, ...] = (4000,)
+    web_concurrency: int = 2  # the role's defaults; upstream's config/puma.rb falls back to 2 and 5
+    max_threads: int = 5
 
     @property
     def live(self) -> str:
@@ -610,7 +612,7 @@ class Layout(NamedTuple):
 
 LAYOUTS = {
     "upstream": Layout(),
-    "away": Layout("mstdn", "/srv/mstdn", 3100, 17, "/usr/bin/bundle", (4100, 4101)),
+    "away": Layout("mstdn", "/srv/mstdn", 3100, 17, "/usr/bin/bundle", (4100, 4101), 3, 7),
     "smtp_none": Layout(),
     "smtp_tls": Layout(),
 }
@@ -656,6 +658,12 @@ def fedictl_deviation(
     added = [("ReadWritePaths", f"{lay.home}/releases"), ("ReadWritePaths", f"{lay.home}/shared")]
     if unit == "mastodon-web.service":
         added += [("Environment", f"PWD={lay.live}")]
+        # Puma reads its sizing when it boots, before dotenv loads .env.production (upstream's
+        # config/puma.rb; mastodon/mastodon#28440): on the unit, or it would not size Puma at all.
+        added += [
+            ("Environment", f"WEB_CONCURRENCY={lay.web_concurrency}"),
+            ("Environment", f"MAX_THREADS={lay.max_threads}"),
+        ]
     if unit in ("mastodon-web.service", "mastodon-sidekiq.service"):
         added += [("Environment", f"BUNDLE_GEMFILE={lay.live}/Gemfile")]
     return Counter(added), Counter([("ReadWritePaths", lay.live)])
@@ -922,7 +930,9 @@ def upstream_server_settings(lay: Layout) -> list[Directive]:
                 "application/javascript",
                 "text/xml",
                 "application/xml",
-                "application/xml+rss",
+                # upstream commit 3c578dbd (#35562): the RSS type's real name; before it,
+                # application/xml+rss, which no server sends, so RSS went out uncompressed.
+                "application/rss+xml",
                 "text/javascript",
                 "image/svg+xml",
                 "image/x-icon",
@@ -933,10 +943,19 @@ def upstream_server_settings(lay: Layout) -> list[Directive]:
     ]
 
 
-def with_fedictl_headers(directives: list[Directive]) -> Counter[tuple[str, tuple[str, ...]]]:
+# Locations where upstream's own nosniff stays in the vhost: the uploads, whatever a user sets in
+# nginx_security_headers (the snippet) must not be able to drop it there.
+OWN_NOSNIFF = {("^~", "/system/")}
+
+
+def with_fedictl_headers(
+    directives: list[Directive], where: tuple[str, ...] = ()
+) -> Counter[tuple[str, tuple[str, ...]]]:
     """fedictl deviation: HSTS and nosniff come from the nginx role's headers snippet, included
-    wherever upstream adds them (nginx drops inherited add_header in a block with its own)."""
-    kept = [d for d in directives if d not in (HSTS, NOSNIFF)]
+    wherever upstream adds them (nginx drops inherited add_header in a block with its own); nosniff
+    stays where upstream's uploads location sets it."""
+    moved = (HSTS,) if where in OWN_NOSNIFF else (HSTS, NOSNIFF)
+    kept = [d for d in directives if d not in moved]
     if len(kept) != len(directives):
         kept.append(Directive("include", (HEADERS_SNIPPET,)))
     return Counter(d.key for d in kept)
@@ -993,7 +1012,7 @@ def test_vhost_locations_are_upstreams(rendered: Path, variant: str) -> None:
     for where, upstream in UPSTREAM_LOCATIONS.items():
         body = _inner(locations[where])
         assert all(d.block is None for d in body), f"nested block in location {where}"
-        assert Counter(d.key for d in body) == with_fedictl_headers(upstream), where
+        assert Counter(d.key for d in body) == with_fedictl_headers(upstream, where), where
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
