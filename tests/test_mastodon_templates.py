@@ -116,13 +116,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "mastodon_s3_access_key_id": "AKIAIOSFODNN7EXAMPLE",
         "mastodon_s3_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEKEY",
         "mastodon_s3_alias_host": "files.example.org",
+        "mastodon_s3_permission": "private",
+        "mastodon_extra_media_hosts": ["https://media.example.net", "https://cdn.example.net"],
         "mastodon_web_concurrency": 3,
         "mastodon_max_threads": 7,
         "mastodon_web_port": 3100,
         "mastodon_streaming_ports": [4100, 4101],
         "mastodon_sidekiq_concurrency": 17,
         "mastodon_extra_env": {
-            "EXTRA_MEDIA_HOSTS": "https://media.example.net https://cdn.example.net",
             "DEEPL_PLAN": "free",
         },
     },
@@ -350,6 +351,8 @@ DOCUMENTED_KEYS = set(SAMPLE_KEYS) | {
     "SINGLE_USER_MODE", "DEFAULT_LOCALE", "UPDATE_CHECK_URL", "REDIS_PASSWORD", "REDIS_DB",
     "SMTP_AUTH_METHOD", "SMTP_ENABLE_STARTTLS", "SMTP_TLS", "S3_ENDPOINT", "S3_REGION",
     "WEB_CONCURRENCY", "MAX_THREADS",
+    # config/initializers/paperclip.rb: media URLs off AWS, and the uploads' ACL.
+    "S3_HOSTNAME", "S3_PERMISSION",
 }  # fmt: skip
 # §3.1: read before the file is loaded. §3.3: REDIS_NAMESPACE aborts boot from 4.4, OTP_SECRET is
 # gone since 4.4 (new installs), STREAMING_CLUSTER_NUM and MASTODON_USE_LIBVIPS were removed,
@@ -430,6 +433,7 @@ EXPECTED_ENV: dict[str, tuple[dict[str, str], list[str]]] = {
             "S3_ENDPOINT": "https://s3.eu-central-1.example.com",
             "S3_REGION": "eu-central-1",
             "S3_ALIAS_HOST": "files.example.org",
+            "S3_PERMISSION": "private",
             "WEB_CONCURRENCY": "3",
             "MAX_THREADS": "7",
             "IP_RETENTION_PERIOD": "2592000",
