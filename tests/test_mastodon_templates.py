@@ -116,13 +116,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "mastodon_s3_access_key_id": "AKIAIOSFODNN7EXAMPLE",
         "mastodon_s3_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEKEY",
         "mastodon_s3_alias_host": "files.example.org",
+        "mastodon_s3_permission": "private",
+        "mastodon_extra_media_hosts": ["https://media.example.net", "https://cdn.example.net"],
         "mastodon_web_concurrency": 3,
         "mastodon_max_threads": 7,
         "mastodon_web_port": 3100,
         "mastodon_streaming_ports": [4100, 4101],
         "mastodon_sidekiq_concurrency": 17,
         "mastodon_extra_env": {
-            "EXTRA_MEDIA_HOSTS": "https://media.example.net https://cdn.example.net",
             "DEEPL_PLAN": "free",
         },
     },
@@ -350,6 +351,8 @@ DOCUMENTED_KEYS = set(SAMPLE_KEYS) | {
     "SINGLE_USER_MODE", "DEFAULT_LOCALE", "UPDATE_CHECK_URL", "REDIS_PASSWORD", "REDIS_DB",
     "SMTP_AUTH_METHOD", "SMTP_ENABLE_STARTTLS", "SMTP_TLS", "S3_ENDPOINT", "S3_REGION",
     "WEB_CONCURRENCY", "MAX_THREADS",
+    # config/initializers/paperclip.rb: media URLs off AWS, and the uploads' ACL.
+    "S3_HOSTNAME", "S3_PERMISSION",
 }  # fmt: skip
 # §3.1: read before the file is loaded. §3.3: REDIS_NAMESPACE aborts boot from 4.4, OTP_SECRET is
 # gone since 4.4 (new installs), STREAMING_CLUSTER_NUM and MASTODON_USE_LIBVIPS were removed,
@@ -430,6 +433,7 @@ EXPECTED_ENV: dict[str, tuple[dict[str, str], list[str]]] = {
             "S3_ENDPOINT": "https://s3.eu-central-1.example.com",
             "S3_REGION": "eu-central-1",
             "S3_ALIAS_HOST": "files.example.org",
+            "S3_PERMISSION": "private",
             "WEB_CONCURRENCY": "3",
             "MAX_THREADS": "7",
             "IP_RETENTION_PERIOD": "2592000",
@@ -602,6 +606,8 @@ class Layout(NamedTuple):
     sidekiq_threads: int = 25
     bundle: str = "/home/mastodon/.rbenv/shims/bundle"
     streaming_ports: tuple[int, ...] = (4000,)
+    web_concurrency: int = 2  # the role's defaults; upstream's config/puma.rb falls back to 2 and 5
+    max_threads: int = 5
 
     @property
     def live(self) -> str:
@@ -610,7 +616,7 @@ class Layout(NamedTuple):
 
 LAYOUTS = {
     "upstream": Layout(),
-    "away": Layout("mstdn", "/srv/mstdn", 3100, 17, "/usr/bin/bundle", (4100, 4101)),
+    "away": Layout("mstdn", "/srv/mstdn", 3100, 17, "/usr/bin/bundle", (4100, 4101), 3, 7),
     "smtp_none": Layout(),
     "smtp_tls": Layout(),
 }
@@ -656,6 +662,12 @@ def fedictl_deviation(
     added = [("ReadWritePaths", f"{lay.home}/releases"), ("ReadWritePaths", f"{lay.home}/shared")]
     if unit == "mastodon-web.service":
         added += [("Environment", f"PWD={lay.live}")]
+        # Puma reads its sizing when it boots, before dotenv loads .env.production (upstream's
+        # config/puma.rb; mastodon/mastodon#28440): on the unit, or it would not size Puma at all.
+        added += [
+            ("Environment", f"WEB_CONCURRENCY={lay.web_concurrency}"),
+            ("Environment", f"MAX_THREADS={lay.max_threads}"),
+        ]
     if unit in ("mastodon-web.service", "mastodon-sidekiq.service"):
         added += [("Environment", f"BUNDLE_GEMFILE={lay.live}/Gemfile")]
     return Counter(added), Counter([("ReadWritePaths", lay.live)])
@@ -922,7 +934,9 @@ def upstream_server_settings(lay: Layout) -> list[Directive]:
                 "application/javascript",
                 "text/xml",
                 "application/xml",
-                "application/xml+rss",
+                # upstream commit 3c578dbd (#35562): the RSS type's real name; before it,
+                # application/xml+rss, which no server sends, so RSS went out uncompressed.
+                "application/rss+xml",
                 "text/javascript",
                 "image/svg+xml",
                 "image/x-icon",
@@ -933,10 +947,19 @@ def upstream_server_settings(lay: Layout) -> list[Directive]:
     ]
 
 
-def with_fedictl_headers(directives: list[Directive]) -> Counter[tuple[str, tuple[str, ...]]]:
+# Locations where upstream's own nosniff stays in the vhost: the uploads, whatever a user sets in
+# nginx_security_headers (the snippet) must not be able to drop it there.
+OWN_NOSNIFF = {("^~", "/system/")}
+
+
+def with_fedictl_headers(
+    directives: list[Directive], where: tuple[str, ...] = ()
+) -> Counter[tuple[str, tuple[str, ...]]]:
     """fedictl deviation: HSTS and nosniff come from the nginx role's headers snippet, included
-    wherever upstream adds them (nginx drops inherited add_header in a block with its own)."""
-    kept = [d for d in directives if d not in (HSTS, NOSNIFF)]
+    wherever upstream adds them (nginx drops inherited add_header in a block with its own); nosniff
+    stays where upstream's uploads location sets it."""
+    moved = (HSTS,) if where in OWN_NOSNIFF else (HSTS, NOSNIFF)
+    kept = [d for d in directives if d not in moved]
     if len(kept) != len(directives):
         kept.append(Directive("include", (HEADERS_SNIPPET,)))
     return Counter(d.key for d in kept)
@@ -993,7 +1016,7 @@ def test_vhost_locations_are_upstreams(rendered: Path, variant: str) -> None:
     for where, upstream in UPSTREAM_LOCATIONS.items():
         body = _inner(locations[where])
         assert all(d.block is None for d in body), f"nested block in location {where}"
-        assert Counter(d.key for d in body) == with_fedictl_headers(upstream), where
+        assert Counter(d.key for d in body) == with_fedictl_headers(upstream, where), where
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -14,11 +14,10 @@ from the stand-in repository, a second run changes nothing, a repository signed 
 a key that did not sign it and a changed index are refused by apt, and the package replaces
 Debian's own nodejs on ns-repo.
 
-The main run leaves out the role's `cache_valid_time` and installs python3-debian first: with the
-role's task exactly as it is, on a host whose apt lists are fresh (as after the roles before it in
-site.yml), Debian's nodejs 20 gets installed, and without python3-debian the block fails. The test
-`test_the_roles_own_apt_options_on_a_host_fresh_from_apt_update` shows both and is an expected
-failure (xfail, naming them) until the role is fixed; then it passes.
+`test_the_roles_own_apt_options_on_a_host_fresh_from_apt_update` runs the role's steps as they are
+on a host whose apt lists are fresh (as after the roles before it in site.yml): it caught two
+defects, now fixed in the role (python3-debian missing for deb822_repository; the new repository
+not read when the lists were fresh, so Debian's nodejs 20 was installed), and keeps them fixed.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILDER = ROOT / "tests" / "standin" / "nodesource" / "build_nodesource_standin.py"
 ROLE_TASKS = ROOT / "roles" / "mastodon" / "tasks" / "install.yml"
 ROLE_DEFAULTS = ROOT / "roles" / "mastodon" / "defaults" / "main.yml"
+ROLE_VARS = ROOT / "roles" / "mastodon" / "vars" / "main.yml"
 VENV_BIN = str(Path(sys.executable).parent)
 
 
@@ -482,14 +482,16 @@ def _role_steps() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     package install."""
     tasks = yaml.safe_load(ROLE_TASKS.read_text())
     named = {t.get("name"): t for t in tasks}
-    wanted = [*PREFLIGHT, "Add the NodeSource repository"]
+    wanted = [*PREFLIGHT, "Add the NodeSource repository", "Switch to NodeSource's nodejs"]
     missing = [name for name in wanted if name not in named]
     assert not missing, f"{ROLE_TASKS} has no task named {missing}: update this test"
     assert "block" in named["Add the NodeSource repository"]
     install = next((t for t in tasks if "nodejs" in str(t.get("ansible.builtin.apt", {}))), None)
     assert install, f"{ROLE_TASKS}: no ansible.builtin.apt task installing nodejs"
     options = {k: v for k, v in install["ansible.builtin.apt"].items() if k != "name"}
-    return [named[name] for name in wanted], options
+    steps = [named[name] for name in wanted]
+    # The apt install of the packages goes between the block and the switch (run_role_steps).
+    return steps, options
 
 
 @dataclass(frozen=True)
@@ -511,13 +513,14 @@ def run_role_steps(
             "name": "The mastodon role's NodeSource steps against the TEST-ONLY stand-in",
             "hosts": host,
             "gather_facts": False,
-            "vars_files": [str(ROLE_DEFAULTS)],
+            "vars_files": [str(ROLE_DEFAULTS), str(ROLE_VARS)],
             "tasks": [
-                *steps,
+                *steps[:-1],
                 {
                     "name": "Install nodejs",
                     "ansible.builtin.apt": {"name": ["nodejs"], **apt_options},
                 },
+                steps[-1],
             ],
         }
     ]
@@ -545,23 +548,13 @@ def run_role_steps(
 def _prepare(served: Served, host: str) -> None:
     """What a scenario's prepare does for a host that installs from the stand-in."""
     served.on(host, "cat > /etc/apt/apt.conf.d/50nodesource-standin-direct", stdin=DIRECT)
-    # ansible.builtin.deb822_repository needs python3-debian on the host, and the mastodon role
-    # does not install it (install_python_debian is off): on a fresh Debian 13 host its NodeSource
-    # block fails with "python3-debian is not installed". Until the role installs it, do it here.
-    served.on(
-        host,
-        "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
-        "apt-get install -y -q --no-install-recommends python3-debian >/dev/null",
-    )
+    served.on(host, "apt-get update -q >/dev/null")
 
 
 @pytest.fixture(scope="module")
 def converged(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Converged:
     _prepare(served, "ns-client")
-    # The role's apt options but cache_valid_time (see test_the_roles_own_apt_options_...): the
-    # repository just added must be read, whatever refreshed apt's lists minutes ago.
-    _, role_options = _role_steps()
-    options = {k: v for k, v in role_options.items() if k != "cache_valid_time"}
+    _, options = _role_steps()
     tmp = tmp_path_factory.mktemp("play")
     outputs = []
     started = time.monotonic()
@@ -582,8 +575,9 @@ def _recap(output: str, host: str = "ns-client") -> dict[str, int]:
 def test_the_roles_nodesource_steps_install_the_stand_in(converged: Converged) -> None:
     print(f"two runs of the role's NodeSource steps: {converged.seconds:.1f} s")
     first, second = _recap(converged.first), _recap(converged.second)
-    # the reachability check passes (ok), its stop is skipped, key, repository and nodejs change
-    assert (first["ok"], first["changed"], first["skipped"], first["failed"]) == (4, 3, 1, 0), (
+    # the reachability check passes (ok), its stop is skipped; python3-debian, the key, the
+    # repository, its pin and nodejs change; the switch finds the stand-in's nodejs in place
+    assert (first["ok"], first["changed"], first["skipped"], first["failed"]) == (7, 5, 1, 0), (
         converged.first
     )
     assert second["changed"] == 0, f"the second run changed something:\n{converged.second}"
@@ -666,36 +660,6 @@ def test_apt_refuses_a_tampered_repository(converged: Converged, served: Served,
 
 @pytest.mark.lab
 @needs_lab
-def test_the_roles_own_apt_options_on_a_host_fresh_from_apt_update(
-    served: Served, built: Built, tmp_path: Path
-) -> None:
-    # In site.yml the roles before mastodon have just refreshed apt's lists. The role's own apt
-    # task then asks for an update only if the lists are older than cache_valid_time (3600 s), so
-    # the NodeSource repository it has just added is never read and `nodejs` is Debian's 20.
-    served.on("ns-repo", "cat > /etc/apt/apt.conf.d/50nodesource-standin-direct", stdin=DIRECT)
-    served.on("ns-repo", "apt-get update -q >/dev/null")
-    _, role_options = _role_steps()
-    issues = []
-    done = run_role_steps(served, "ns-repo", tmp_path, role_options)
-    if done.returncode != 0 and "python3-debian is not installed" in done.stdout:
-        issues.append("the role does not install python3-debian, which deb822_repository needs")
-        served.on("ns-repo", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                  "--no-install-recommends python3-debian >/dev/null")  # fmt: skip
-        done = run_role_steps(served, "ns-repo", tmp_path, role_options)
-    assert done.returncode == 0, done.stdout + done.stderr
-    version = served.on("ns-repo", "dpkg-query -W -f '${Version}' nodejs").stdout
-    if version != built.result["version"]:
-        assert "nodesource" not in version, version
-        issues.append(
-            f"with cache_valid_time 3600 on fresh lists the new repository is not read: "
-            f"nodejs {version} (Debian's) was installed"
-        )
-    if issues:
-        pytest.xfail("roles/mastodon/tasks/install.yml: " + "; ".join(issues))
-
-
-@pytest.mark.lab
-@needs_lab
 def test_the_package_replaces_debians_nodejs(served: Served, built: Built) -> None:
     # On ns-repo (the client already has the stand-in): Debian's nodejs 20 first, then the
     # stand-in from its repository, as on a host moving from nodejs_source "debian" to
@@ -730,4 +694,23 @@ def test_the_package_replaces_debians_nodejs(served: Served, built: Built) -> No
         f"v{expected['node_version']}",
         expected["npm_version"],
         expected["version"],
+    )
+
+
+@pytest.mark.lab
+@needs_lab
+def test_the_roles_own_apt_options_on_a_host_fresh_from_apt_update(
+    served: Served, built: Built, tmp_path: Path
+) -> None:
+    # In site.yml the roles before mastodon have just refreshed apt's lists. The role's own apt
+    # task then asks for an update only if the lists are older than cache_valid_time (3600 s), so
+    # the NodeSource repository it has just added is never read and `nodejs` is Debian's 20.
+    served.on("ns-repo", "cat > /etc/apt/apt.conf.d/50nodesource-standin-direct", stdin=DIRECT)
+    served.on("ns-repo", "apt-get update -q >/dev/null")
+    _, role_options = _role_steps()
+    done = run_role_steps(served, "ns-repo", tmp_path, role_options)
+    assert done.returncode == 0, "the role installs python3-debian itself\n" + done.stdout
+    version = served.on("ns-repo", "dpkg-query -W -f '${Version}' nodejs").stdout
+    assert version == built.result["version"], (
+        f"fresh apt lists hid the repository just added: nodejs {version} was installed"
     )

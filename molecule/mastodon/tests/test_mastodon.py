@@ -202,6 +202,15 @@ def test_units_run_under_the_service_user(host: testinfra.host.Host) -> None:
     assert host.service("mastodon-maintenance@preview-cards-remove.timer").is_enabled
 
 
+def test_puma_runs_the_configured_number_of_workers(host: testinfra.host.Host) -> None:
+    """mastodon_web_concurrency (3 here; the default is 2) sizes the running Puma: Puma reads it
+    when it boots, before dotenv loads .env.production, so it has to be on the web unit."""
+    workers = host.check_output("pgrep -c -f '^puma: cluster worker' || true")
+    assert workers == "3", host.check_output("ps -eo args | grep -i puma || true")
+    env = host.check_output("systemctl show --property=Environment mastodon-web.service")
+    assert "WEB_CONCURRENCY=3" in env and "MAX_THREADS=4" in env, env
+
+
 def test_units_pass_systemd_analyze_verify(host: testinfra.host.Host) -> None:
     units = [
         "mastodon-web.service",
