@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 from fedictl import paths, runner
-from fedictl.errors import FedictlError, MissingToolError, UsageError
+from fedictl.errors import FedictlError, MissingToolError, UsageError, shown
 from fedictl.inventory import Inventory
 from fedictl.lab import SSH_OPTIONS, Host, Lab
 
@@ -64,11 +65,35 @@ class Playbook(runner.Deployment):
 
 
 @contextmanager
-def report_dir() -> Iterator[Path]:
-    """A private directory the playbooks write their JSON results into."""
+def report_dir(keep: bool = False) -> Iterator[Path]:
+    """A private directory (0700) the playbooks write their JSON results into; removed at the
+    end unless ``keep`` (for a command printed to be run later). Its path reaches the playbooks
+    as an extra variable, which Ansible would render if it held template syntax."""
+    if "{" in tempfile.gettempdir():
+        raise UsageError(
+            f"TMPDIR {shown(tempfile.gettempdir())} holds '{{', which Ansible would read as a "
+            "template; fix: point TMPDIR at a directory without braces"
+        )
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="fedictl-backup-"))
+        return
     with tempfile.TemporaryDirectory(prefix="fedictl-backup-") as tmp:
         os.chmod(tmp, 0o700)
         yield Path(tmp)
+
+
+SNAPSHOT_RE = re.compile(r"(?:run:)?[A-Za-z0-9]{1,64}")
+
+
+def check_snapshot(snapshot: str) -> None:
+    """A snapshot id (or prefix) or a run id: the only text passed on to Ansible as ``-e``, which
+    would render anything else as a template."""
+    if snapshot and not SNAPSHOT_RE.fullmatch(snapshot):
+        raise UsageError(
+            f"--snapshot {snapshot!r}: not a snapshot or run id; fix: give an id "
+            "`fedictl backup list` shows (a snapshot id like 4f2a9c1e, or a run id like "
+            "20260101T030000Z), or leave it out for the latest"
+        )
 
 
 def check_app(inv: Inventory, app: str | None) -> None:
@@ -238,6 +263,7 @@ def restore(
     reports: Path,
     extra_inventories: list[Path] | None = None,
 ) -> Playbook:
+    check_snapshot(request.snapshot)
     return Playbook(
         inventory=inventory,
         vault_password_file=vault,
@@ -257,7 +283,7 @@ def restore(
 def check_target(inv: Inventory, to: str) -> None:
     if to and to not in inv.hostvars:
         raise UsageError(
-            f"--to {to}: no host of that name in {inv.path}; fix: name a host of hosts.yml "
+            f"--to {shown(to)}: no host of that name in {inv.path}; fix: name a host of hosts.yml "
             f"({', '.join(sorted(inv.hostvars)) or 'none'})"
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from fedictl import __version__
-from fedictl.errors import FedictlError
+from fedictl.errors import FedictlError, os_error_message
 
 
 class _Failure(click.ClickException):
@@ -35,6 +35,8 @@ class FedictlGroup(click.Group):
         except FedictlError as exc:
             kind = _BadInput if exc.exit_code == 2 else _Failure
             raise kind(str(exc)) from exc
+        except OSError as exc:  # a path given on the command line the system refuses
+            raise _BadInput(os_error_message(exc)) from exc
 
 
 @click.group(cls=FedictlGroup, context_settings={"help_option_names": ["-h", "--help"]})

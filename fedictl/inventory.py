@@ -3,9 +3,14 @@
 Loading uses ansible-core in-process: ``InventoryManager`` parses ``hosts.yml`` and
 ``VariableManager`` merges ``group_vars``/``host_vars`` (vault files decrypted with the same
 password file ``deploy`` passes to ansible-playbook), so validate sees the values the playbooks
-will see, with Ansible's precedence. Each var file is also read on its own first, so a YAML or
-vault problem is reported against the file it is in, and so a finding can name the file a key
-comes from.
+will see, with Ansible's precedence. Each file is first read on its own by ``fedictl.yamlio``
+(UTF-8, no aliases, bounded nesting and numbers; a vault decrypted by ``fedictl.vault``), so a
+file Ansible would choke on, or spend minutes and gigabytes on, is refused before Ansible reads
+it, naming the file and key; and so a finding can name the file a key comes from. Inline
+``!vault`` values are decrypted with the same password. A string Ansible would render as a
+template (not written ``!unsafe``) comes out as ``yamlio.Templated``, for validate to name.
+
+Writing goes through ``yamlio.dump``: every user string is ``!unsafe`` (never templated).
 """
 
 from __future__ import annotations
@@ -16,17 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ansible.errors import AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
-from ansible.parsing.vault import VaultSecret
+from ansible.parsing.vault import EncryptedString, VaultHelper, VaultSecret, is_encrypted
+from ansible.template import is_trusted_as_template
 from ansible.vars.manager import VariableManager
 
-from fedictl import apps, paths, secrets
-from fedictl.errors import UsageError
-from fedictl.model import Organisation, segment
-from fedictl.vault import write_vault
+from fedictl import apps, paths, secrets, vault, yamlio
+from fedictl.errors import UsageError, segment, shown
+from fedictl.model import Organisation
 
 HOSTS = "hosts.yml"
 MAIN = "group_vars/all/main.yml"
@@ -53,13 +57,16 @@ def check_name(name: str) -> None:
 def resolve(given: str) -> Path:
     """The inventory directory for ``-i``: a directory, its hosts.yml, or inventories/NAME."""
     path = Path(given)
-    if path.is_file() and path.name == HOSTS:
-        return path.parent
-    if path.is_dir():
-        return path
-    by_name = paths.project_root() / "inventories" / given
-    if "/" not in given and by_name.is_dir():
-        return by_name
+    try:
+        if path.is_file() and path.name == HOSTS:
+            return path.parent
+        if path.is_dir():
+            return path
+        by_name = paths.project_root() / "inventories" / given
+        if given and "/" not in given and by_name.is_dir():
+            return by_name
+    except (OSError, ValueError):  # a name too long for the system, a NUL byte
+        pass
     raise UsageError(
         f"inventory {given!r} not found; fix: pass the directory `fedictl init` wrote, "
         "e.g. -i inventories/NAME"
@@ -74,7 +81,7 @@ def password_file_for(inventory: Path, given: Path | None) -> Path:
     if given is not None:
         return given
     default = default_password_file(inventory.resolve().name)
-    if default.is_file():
+    if paths.is_file(default):
         return default
     raise UsageError(
         f"no vault password file for {inventory}: {default} does not exist; "
@@ -83,19 +90,6 @@ def password_file_for(inventory: Path, given: Path | None) -> Path:
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-class _Dumper(yaml.SafeDumper):
-    """Indents list items under their key, as yamllint (and ansible-lint) expect."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _dump(data: dict[str, Any]) -> str:
-    return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
-    )
 
 
 def vault_order(data: dict[str, Any]) -> dict[str, Any]:
@@ -107,16 +101,16 @@ def vault_order(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(
-    target: Path, org: Organisation, vault: dict[str, Any], secret: VaultSecret
+    target: Path, org: Organisation, vault_data: dict[str, Any], secret: VaultSecret
 ) -> list[Path]:
     """Write hosts.yml, group_vars/all/main.yml and the encrypted vault; return the paths."""
     written = []
     for rel, data in ((HOSTS, org.hosts_yml()), (MAIN, org.main_yml())):
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(HEADER[rel] + _dump(data))
+        path.write_text(HEADER[rel] + yamlio.dump(data))
         written.append(path)
-    write_vault(target / VAULT, vault_order(vault), secret)
+    vault.write_vault(target / VAULT, vault_order(vault_data), secret)
     written.append(target / VAULT)
     return written
 
@@ -134,7 +128,7 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.key}: found {self.found}; fix: {self.fix}"
+        return f"{shown(self.file)}: {self.key}: found {self.found}; fix: {self.fix}"
 
 
 @dataclass
@@ -185,15 +179,29 @@ class Inventory:
         return self.file(VAULT if top.startswith("vault_") else MAIN)
 
 
-def plain(value: Any) -> Any:
-    """Ansible's tagged/lazy containers and scalars as plain Python values."""
+def plain(value: Any, secret: VaultSecret | None = None) -> Any:
+    """Ansible's tagged/lazy containers and scalars as plain Python values: an inline ``!vault``
+    value decrypted with ``secret`` (``yamlio.Vaulted`` if it cannot be), a string Ansible would
+    render as a template as ``yamlio.Templated``."""
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, secret) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, secret) for v in value]
+    if isinstance(value, EncryptedString):
+        ciphertext = str(VaultHelper.get_ciphertext(value, with_tags=False))
+        try:
+            if secret is None:
+                raise ValueError("no vault password")
+            return yamlio.decrypt(ciphertext, secret)
+        except ValueError:
+            return yamlio.Vaulted(ciphertext)
     if value is None or isinstance(value, bool):
         return value
-    for kind in (int, float, str):
+    if isinstance(value, str):
+        text = str(value)
+        trusted = is_trusted_as_template(value) and yamlio.is_template(text)
+        return yamlio.Templated(text) if trusted else text
+    for kind in (int, float):
         if isinstance(value, kind):
             return kind(value)
     return str(value)
@@ -208,16 +216,16 @@ def _var_files(inv: Path) -> Iterator[tuple[str, Path]]:
         for entry in sorted(base.iterdir()):
             if entry.name.startswith("."):
                 continue
-            stem, ext = (entry.stem, entry.suffix) if entry.is_file() else (entry.name, "")
+            stem, ext = (entry.name, "") if entry.is_dir() else (entry.stem, entry.suffix)
             if ext not in _VAR_EXTENSIONS:
                 continue
             scope = "all" if (kind, stem) == ("group_vars", "all") else f"{prefix}:{stem}"
-            if entry.is_file():
-                yield scope, entry
-            elif entry.is_dir():
+            if not entry.is_dir():
+                yield scope, entry  # a device or pipe too: the prescan refuses it
+            else:
                 for sub in sorted(entry.rglob("*")):
                     if (
-                        sub.is_file()
+                        not sub.is_dir()
                         and sub.suffix in _VAR_EXTENSIONS
                         and not sub.name.startswith(".")
                     ):
@@ -297,6 +305,46 @@ def _structure(inv: Inventory, raw: dict[Any, Any]) -> list[Problem]:
     return problems
 
 
+def _vault_file(inv: Inventory) -> list[Problem]:
+    """The vault must be the one encrypted file ``fedictl init`` writes."""
+    path = inv.path / VAULT
+    fix = "make it the encrypted file `fedictl init` writes (`ansible-vault encrypt FILE`)"
+    if path.is_dir():
+        return [Problem(inv.file(VAULT), "(whole file)", "a directory", fix)]
+    if not path.is_file():
+        return []
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:
+        return [Problem(inv.file(VAULT), "(whole file)", f"unreadable ({exc.strerror})", fix)]
+    if not is_encrypted(head):
+        found = "an unencrypted file (its secrets are readable by anyone who reads the file)"
+        fix = (
+            "encrypt it: `ansible-vault encrypt --vault-password-file PASSWORD_FILE "
+            f"{inv.file(VAULT)}`"
+        )
+        return [Problem(inv.file(VAULT), "(whole file)", found, fix)]
+    return []
+
+
+def _prescan(inv: Inventory, file: Path, secret: VaultSecret | None) -> Problem | None:
+    """A problem in ``file`` that fedictl refuses before Ansible reads it, or None."""
+    try:
+        text = yamlio.read_text(file)
+        if is_encrypted(text):
+            if secret is None:
+                raise vault.VaultError(
+                    file, "an encrypted file", "pass --vault-password-file to decrypt it"
+                )
+            text = vault.decrypt_text(text, secret, file)
+        yamlio.load(text, str(file), secret)
+    except (yamlio.YamlError, vault.VaultError) as exc:
+        key = exc.key if isinstance(exc, yamlio.YamlError) else "(whole file)"
+        return Problem(str(file), key, exc.found, exc.fix)
+    return None
+
+
 def load(path: Path, secret: VaultSecret | None) -> Inventory:
     """Load the inventory at ``path``. Problems are collected in ``Inventory.problems``."""
     inv = Inventory(path=path)
@@ -312,16 +360,9 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
         )
         return inv
     try:
-        raw = yaml.safe_load(hosts_file.read_text())
-    except yaml.YAMLError as exc:
-        inv.problems.append(
-            Problem(
-                inv.file(HOSTS),
-                "(whole file)",
-                f"invalid YAML ({' '.join(str(exc).split())})",
-                "correct the YAML syntax",
-            )
-        )
+        raw = yamlio.load(yamlio.read_text(hosts_file), inv.file(HOSTS), secret)
+    except yamlio.YamlError as exc:
+        inv.problems.append(Problem(exc.file, exc.key, exc.found, exc.fix))
         return inv
     if not isinstance(raw, dict) or not isinstance(raw.get("all"), dict):
         inv.problems.append(
@@ -334,13 +375,17 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
         )
         return inv
 
-    inv.problems += _structure(inv, raw)
+    inv.problems += _structure(inv, raw) + _vault_file(inv)
     if inv.problems:
         return inv
 
     loader = _loader(secret)
     for scope, file in _var_files(path):
         rel = str(file.relative_to(path))
+        refused = _prescan(inv, file, secret)
+        if refused is not None:
+            inv.problems.append(refused)
+            continue
         try:
             data = loader.load_from_file(str(file), cache="none")
         except (AnsibleError, UnicodeDecodeError) as exc:
@@ -367,7 +412,7 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
             continue
         inv.files.append(VarFile(scope, rel, {str(k) for k in data}))
         if scope == "all":
-            inv.all_vars.update(plain(data))
+            inv.all_vars.update(plain(data, secret))
     if inv.problems:
         return inv
 
@@ -380,26 +425,27 @@ def load(path: Path, secret: VaultSecret | None) -> Inventory:
             inv.inventory_vars.update(str(k) for k in group.get_vars())
         for host in manager.get_hosts():
             inv.inventory_vars.update(str(k) for k in host.get_vars())
-            inv.hostvars[host.name] = plain(variables.get_vars(host=host, include_hostvars=False))
+            host_vars = variables.get_vars(host=host, include_hostvars=False)
+            inv.hostvars[host.name] = plain(host_vars, secret)
     except AnsibleError as exc:
         inv.problems.append(_load_problem(inv, HOSTS, exc))
     return inv
 
 
-def from_model(path: Path, org: Organisation, vault: dict[str, Any]) -> Inventory:
+def from_model(path: Path, org: Organisation, vault_data: dict[str, Any]) -> Inventory:
     """The Inventory that ``write`` followed by ``load`` yields, built without touching disk.
 
     ``init`` validates this before writing anything, with the same checks ``validate`` runs.
     """
     main = org.main_yml()
     fediverse = org.hosts_yml()["all"]["children"]["fediverse"]
-    inv = Inventory(path=path, all_vars=main | vault)
-    inv.files = [VarFile("all", MAIN, set(main)), VarFile("all", VAULT, set(vault))]
+    inv = Inventory(path=path, all_vars=main | vault_data)
+    inv.files = [VarFile("all", MAIN, set(main)), VarFile("all", VAULT, set(vault_data))]
     inv.inventory_vars = {"ansible_host", "ansible_user", "ansible_port"}
     names = list(fediverse["hosts"])
     inv.groups = {"all": sorted(names), "fediverse": sorted(names)}
     for group, data in fediverse["children"].items():
         inv.groups[group] = sorted(data.get("hosts", {}))
     for name, connection in fediverse["hosts"].items():
-        inv.hostvars[name] = main | vault | connection
+        inv.hostvars[name] = main | vault_data | connection
     return inv

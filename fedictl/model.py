@@ -9,14 +9,14 @@ An answers file (or the equivalent flags and prompts) uses the same keys as the 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from fedictl import apps
 from fedictl.apps import Settings
-from fedictl.errors import ValidationError
+from fedictl.errors import ValidationError, segment
+from fedictl.yamlio import MAX_DIGITS, Vaulted
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 # For throwaway hosts only (host_key_checking: false): their host key is new on every boot.
@@ -177,12 +177,6 @@ class Organisation:
 # --- answers → model ---------------------------------------------------------------------------
 
 
-def segment(key: object) -> str:
-    """A key as one readable path segment: odd keys (spaces, control characters) quoted."""
-    text = str(key)
-    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else repr(key)
-
-
 _INVALID = object()  # a value the collector reported
 
 
@@ -222,15 +216,24 @@ class _Collector:
         """``value`` coerced to the field type ``hint``; _INVALID (reported) if it cannot be."""
         if dataclasses.is_dataclass(hint):
             return self.build(hint, value, sub)  # type: ignore[arg-type]
-        if hint is bool:
+        if isinstance(value, Vaulted):
+            self.add(
+                sub,
+                "an inline !vault value",
+                "write it in plain text (init encrypts the vault), give it in the environment "
+                "(FEDICTL_SMTP_PASSWORD, FEDICTL_S3_SECRET_ACCESS_KEY), or pass "
+                "--vault-password-file to decrypt it",
+            )
+        elif hint is bool:
             if isinstance(value, bool):
                 return value
             self.add(sub, shown, "write true or false")
         elif hint is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.strip().isdigit():
-                return int(value)
+            digits = value.strip() if isinstance(value, str) else ""
+            if digits.isascii() and digits.isdigit() and len(digits) <= MAX_DIGITS:
+                return int(digits)
             self.add(sub, shown, "write a whole number")
         elif value is None:
             return ""

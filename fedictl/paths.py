@@ -13,6 +13,22 @@ def project_root() -> Path:
     return Path(os.environ.get("FEDICTL_ROOT", PROJECT_ROOT))
 
 
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, and False for a path the system refuses (too long, a NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path) -> bool:
+    """``path.exists()``, and False for a path the system refuses (too long, a NUL byte)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def config_dir() -> Path:
     """Per-user configuration (vault password files live here, outside any repository)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")

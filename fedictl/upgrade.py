@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fedictl import apps
-from fedictl.errors import FedictlError, UsageError
+from fedictl import apps, paths, yamlio
+from fedictl.errors import FedictlError, UsageError, shown
 
 VERSION_RE = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -26,6 +24,20 @@ SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 def upgradable() -> tuple[str, ...]:
     """The apps whose upgrade path fedictl knows (their roles' upgrade tasks)."""
     return tuple(app.name for app in apps.registered() if app.upgradable)
+
+
+def check_app(app: str) -> None:
+    """UsageError unless ``app`` is an app fedictl knows how to upgrade."""
+    if app not in apps.names():
+        raise UsageError(
+            f"APP {app!r}: no app of that name; fix: name one of {', '.join(apps.names())} "
+            f"(fedictl upgrades {', '.join(upgradable())} so far)"
+        )
+    if app not in upgradable():
+        raise UsageError(
+            f"{app}: fedictl upgrades only {', '.join(upgradable())} so far; fix: upgrade {app} by "
+            f"changing fedictl_apps.{app}.version and running `fedictl deploy`"
+        )
 
 
 def parse_version(text: str, what: str = "--to") -> tuple[int, int, int]:
@@ -64,11 +76,7 @@ def plan(
     release_archive_checksum: str | None = None,
 ) -> Plan:
     """Check the request against the inventory's fedictl_apps; raise UsageError naming the fix."""
-    if app not in upgradable():
-        raise UsageError(
-            f"{app}: fedictl upgrades only {', '.join(upgradable())} so far; fix: upgrade {app} by "
-            f"changing fedictl_apps.{app}.version and running `fedictl deploy`"
-        )
+    check_app(app)
     settings = apps.get(app)
     if not isinstance(settings, dict) or settings.get("enabled") is not True:
         raise UsageError(f"{app} is not enabled in the inventory; fix: deploy it first")
@@ -80,8 +88,17 @@ def plan(
             "once its migrations have run; fix: give a newer version, or restore a backup"
         )
     if release_archive is not None:
-        if not release_archive.is_file():
-            raise UsageError(f"--release-archive {release_archive}: no such file")
+        if not paths.is_file(release_archive):
+            raise UsageError(
+                f"--release-archive {shown(release_archive)}: no such file; fix: give the path "
+                "of the archive on this machine"
+            )
+        text = str(release_archive.resolve())
+        if "{" in text or "}" in text or yamlio.control_character(text):
+            raise UsageError(
+                f"--release-archive {text!r}: a path Ansible would read as a template (it holds "
+                "'{' or a control character); fix: move or link the archive to a plain path"
+            )
         if release_archive_checksum and not SHA256_RE.fullmatch(release_archive_checksum):
             raise UsageError(
                 f"--release-checksum {release_archive_checksum!r}: "
@@ -112,7 +129,7 @@ def pin(main_vars: Path, done: Plan) -> bool:
     for key, value in updates.items():
         lines = _set(lines, start, key, value)
     new = "".join(lines)
-    data = yaml.safe_load(new)
+    data = yamlio.load(new, str(main_vars))
     got = data["fedictl_apps"][done.app]
     if any(str(got.get(k)) != v for k, v in updates.items()):
         raise FedictlError(f"{main_vars}: could not write fedictl_apps.{done.app}; edit it by hand")
@@ -137,15 +154,10 @@ def _block(lines: list[str], path: list[str]) -> int:
 
 def _set(lines: list[str], start: int, key: str, value: str) -> list[str]:
     """Set ``    key: value`` in the 4-space-indented block starting at ``start``."""
-    rendered = f"    {key}: {_scalar(value)}\n"
+    rendered = f"    {key}: {yamlio.dump_scalar(value)}\n"
     end = start
     while end < len(lines) and (lines[end].startswith("    ") or not lines[end].strip()):
         if re.match(rf"    {re.escape(key)}:", lines[end]):
             return [*lines[:end], rendered, *lines[end + 1 :]]
         end += 1
     return [*lines[:end], rendered, *lines[end:]]
-
-
-def _scalar(value: str) -> str:
-    dumped: str = yaml.safe_dump(value, default_style=None).strip()
-    return dumped.removesuffix("\n...").strip()

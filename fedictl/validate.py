@@ -2,6 +2,14 @@
 
 Each problem names the file, the key path, what was found and how to fix it. Secret values are
 never shown: a finding about a secret describes its length or shape only.
+
+Besides each setting's own check, every string of every ``fedictl_*`` and ``vault_*`` variable
+(and the connection variables) is checked for what no setting may hold: a control character or
+line break (the roles write these values into line-oriented files: ``.env``, ``restic.env``,
+systemd units), template syntax Ansible would render (a value not written ``!unsafe``), or an
+inline ``!vault`` value the password cannot open; credentials the apps' ``.env`` files quote may
+hold no quote. The checks the roles make at deploy time are made here too (names Ansible and
+PostgreSQL reserve, the version patterns the roles accept), so deploy is not where they fail.
 """
 
 from __future__ import annotations
@@ -11,14 +19,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fedictl import apps, names, secrets, vault
+from fedictl import apps, names, secrets, vault, yamlio
 from fedictl.apps import App
-from fedictl.errors import FedictlError
+from fedictl.errors import FedictlError, segment
 from fedictl.inventory import HOSTS, VAULT, Inventory, Problem, load, password_file_for
-from fedictl.model import groups, segment
+from fedictl.model import groups
 
 _EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@" + names.DOMAIN.pattern)
-_VERSION_RE = re.compile(r"v\d{1,4}\.\d{1,4}\.\d{1,4}(?:-(?:rc|beta|alpha)\.?\d{0,3})?")
 _PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
@@ -34,6 +41,41 @@ _SMTP_KEYS = ("host", "port", "user", "from_address", "tls")
 _ACME_KEYS = ("email", "directory_url", "ca_file")
 _S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
 _FIX_SECRET = "run `fedictl secrets ensure -i INVENTORY` to generate it"  # noqa: S105 - advice, not a secret
+# Host names Ansible gives a meaning of its own (the implicit localhost, the built-in groups).
+ANSIBLE_NAMES = ("localhost", "127.0.0.1", "::1", "all", "ungrouped")
+# PostgreSQL's own databases and roles, and its reserved key words (PostgreSQL 17, Appendix C:
+# "reserved" and "reserved (can be function or type)"); names starting pg_ are PostgreSQL's too.
+_PG_WORDS = (
+    "postgres template0 template1 public all analyse analyze and any array as asc",
+    "asymmetric authorization binary both case cast check collate collation column",
+    "concurrently constraint create cross current_catalog current_date current_role",
+    "current_schema current_time current_timestamp current_user default deferrable desc",
+    "distinct do else end except false fetch for foreign freeze from full grant group",
+    "having ilike in initially inner intersect into is isnull join lateral leading left",
+    "like limit localtime localtimestamp natural not notnull null offset on only or order",
+    "outer overlaps placing primary references returning right select session_user",
+    "similar some symmetric system_user table tablesample then to trailing true union",
+    "unique user using variadic verbose when where window with",
+)
+PG_RESERVED = frozenset(word for line in _PG_WORDS for word in line.split())
+# Variables whose strings are checked for control characters and templates, besides fedictl_*
+# and vault_*: the connection settings hosts.yml holds.
+_CONNECTION_VARS = (
+    "ansible_host",
+    "ansible_user",
+    "ansible_ssh_private_key_file",
+    "ansible_ssh_common_args",
+)
+# A private key spans lines; every other value is one line.
+_MULTILINE = ("vault_backup_ssh_private_key",)
+# Credentials the apps' .env files write in quotes (roles/mastodon: .env.production).
+_NO_QUOTES = (
+    "fedictl_smtp.user",
+    "fedictl_smtp.from_address",
+    "vault_smtp_password",
+    "fedictl_s3.access_key_id",
+    "vault_s3_secret_access_key",
+)
 
 
 _SSH_KEY_RE = re.compile(
@@ -60,9 +102,62 @@ def _is_pem_file(value: object) -> bool:
     if not isinstance(value, str) or not value:
         return False
     try:
-        return "-----BEGIN CERTIFICATE-----" in Path(value).expanduser().read_text()
-    except (OSError, UnicodeDecodeError):
+        data = yamlio.read_bytes(Path(value).expanduser(), limit=1024 * 1024)
+    except yamlio.YamlError:
         return False
+    return b"-----BEGIN CERTIFICATE-----" in data
+
+
+def is_pg_name(value: object) -> bool:
+    """A name the roles accept for a database or its owner, and PostgreSQL does not reserve."""
+    return (
+        isinstance(value, str)
+        and _PG_NAME_RE.fullmatch(value) is not None
+        and value not in PG_RESERVED
+        and not value.startswith("pg_")
+    )
+
+
+def _strings(key: str, value: object) -> Iterable[tuple[str, object]]:
+    """(key path, leaf) for every leaf of ``value``, keys joined as validate names them."""
+    if isinstance(value, dict):
+        for name, child in value.items():
+            yield from _strings(f"{key}.{segment(name)}", child)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(f"{key}[{index}]", child)
+    else:
+        yield key, value
+
+
+def value_problem(key: str, value: object) -> tuple[str, str] | None:
+    """(found, fix) for a leaf no setting may hold (see the module docstring), or None."""
+    if isinstance(value, yamlio.Vaulted):
+        return (
+            "an inline !vault value this vault password cannot decrypt",
+            "encrypt it again with `ansible-vault encrypt_string` and fedictl's password file",
+        )
+    if not isinstance(value, str):
+        return None
+    checked = value.replace("\n", "") if key in _MULTILINE else value
+    if (bad := yamlio.control_character(checked)) is not None:
+        return (
+            bad,
+            "remove it: the value is written into line-oriented files (.env, restic.env, "
+            "systemd units), where it would start a new line",
+        )
+    if isinstance(value, yamlio.Templated):
+        return (
+            "a Jinja template ({{ }}, {% %} or {# #}) that Ansible would evaluate",
+            "write the value as !unsafe '...' (as `fedictl init` does) so Ansible takes it "
+            "as written, or remove the braces",
+        )
+    if key in _NO_QUOTES and ("'" in value or '"' in value):
+        return (
+            "a quote (' or \")",
+            "use a value without quotes: the apps' .env files quote it, and cannot hold one",
+        )
+    return None
 
 
 def _int(value: object) -> int | None:
@@ -88,9 +183,21 @@ class _Checker:
         self.host = host
         self.vars = variables
         self.problems: list[Problem] = []
+        self.flagged: set[str] = set()  # keys with a value_problem: one finding per key is enough
 
     def add(self, key: str, found: str, fix: str, file: str | None = None) -> None:
-        self.problems.append(Problem(file or self.inv.source(key, self.host), key, found, fix))
+        if key not in self.flagged:
+            self.problems.append(Problem(file or self.inv.source(key, self.host), key, found, fix))
+
+    def values(self) -> None:
+        """Every string of fedictl's variables and the connection settings (value_problem)."""
+        tops = [k for k in sorted(self.vars) if k.startswith(("fedictl_", "vault_"))]
+        for top in tops + [v for v in _CONNECTION_VARS if v in self.vars]:
+            shown = top if top not in _CONNECTION_VARS else f"hosts.{self.host}.{top}"
+            for key, leaf in _strings(shown, self.vars[top]):
+                if (finding := value_problem(key, leaf)) is not None:
+                    self.add(key, *finding, file=self.inv.source(top, self.host))
+                    self.flagged.add(key)
 
     def mapping(
         self, key: str, value: object, known: Iterable[str] | None = None
@@ -126,6 +233,7 @@ class _Checker:
     # --- settings -----------------------------------------------------------------------------
 
     def settings(self) -> None:
+        self.values()
         v = self.vars
         self.text(
             "fedictl_org_name",
@@ -215,15 +323,17 @@ class _Checker:
         self.text(
             f"{key}.version",
             s.get("version"),
-            lambda x: isinstance(x, str) and bool(_VERSION_RE.fullmatch(x)),
-            f"a release tag like {app.settings().version} (not a branch name)",
+            lambda x: isinstance(x, str) and re.fullmatch(app.version_pattern, x) is not None,
+            f"a release tag like {app.settings().version} (not a branch name, no leading zeros)",
         )
         for field in ("db_name", "db_user"):
             self.text(
                 f"{key}.{field}",
                 s.get(field),
-                lambda x: isinstance(x, str) and bool(_PG_NAME_RE.fullmatch(x)),
-                "a PostgreSQL name: lowercase letters, digits and '_'",
+                is_pg_name,
+                "a PostgreSQL name: lowercase letters, digits and '_', not one PostgreSQL "
+                "reserves (postgres, template0, template1, public, pg_..., SQL key words "
+                "such as user)",
             )
         for field in app.redis:
             self.integer(f"{key}.{field}", s.get(field), 0, REDIS_DBS - 1)
@@ -449,7 +559,16 @@ class _Checker:
     def connection(self) -> None:
         hosts_file = self.inv.file(HOSTS)
         host = self.host
-        if not _HOSTNAME_RE.fullmatch(str(host)):
+        reserved = {*ANSIBLE_NAMES, "fediverse", *groups(), *self.inv.groups}
+        if host in reserved:
+            self.add(
+                f"hosts.{host}",
+                "a name Ansible reserves (localhost, all, ungrouped) or gives a group",
+                "name the server something else, e.g. its short host name (the address stays "
+                "in ansible_host); tasks meant for the control machine would run there",
+                hosts_file,
+            )
+        elif not _HOSTNAME_RE.fullmatch(str(host)):
             self.add(
                 f"hosts.{host}",
                 "an unusable host name",
@@ -553,7 +672,7 @@ def load_and_check(path: Path, password_file: Path | None) -> tuple[Inventory, l
                 Problem(
                     inv.file(VAULT),
                     "(whole file)",
-                    f"a vault that cannot be opened ({exc})",
+                    f"a vault that cannot be opened ({' '.join(str(exc).split())})",
                     "pass --vault-password-file naming the file `fedictl init` wrote",
                 )
             ]

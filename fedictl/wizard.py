@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
+from ansible.parsing.vault import VaultSecret
 
-from fedictl import apps, inventory, paths, secrets, vault
+from fedictl import apps, inventory, paths, secrets, vault, yamlio
 from fedictl.errors import FedictlError, UsageError, ValidationError
 from fedictl.inventory import Problem
 from fedictl.model import LETSENCRYPT, ROLES, answers_key, from_answers
@@ -38,12 +38,16 @@ def get_path(answers: Answers, path: str) -> Any:
 
 
 def set_path(answers: Answers, path: str, value: Any) -> None:
+    """Set the value at a dotted ``path``, making missing mappings on the way. A part that holds
+    something else (``acme: [1]``) is left as it is, for the model to report."""
     *parents, last = path.split(".")
     node = answers
     for part in parents:
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is None:
             child = node[part] = {}
+        if not isinstance(child, dict):
+            return
         node = child
     node[last] = value
 
@@ -170,23 +174,22 @@ def param(flag: str) -> str:
 
 
 def public_key(value: str) -> str:
-    """A public key given as itself or as the path of a .pub file."""
+    """A public key given as itself or as the path of a .pub file (its first line)."""
     path = Path(value).expanduser()
-    if value.endswith(".pub") and path.is_file():
-        return path.read_text().strip().splitlines()[0]
+    if value.endswith(".pub") and paths.exists(path):
+        fix = "give the .pub file ssh-keygen wrote (e.g. ~/.ssh/id_ed25519.pub)"
+        lines = yamlio.read_text(path, 64 * 1024, fix).strip().splitlines()
+        if not lines:
+            raise yamlio.YamlError(str(path), "(whole file)", "an empty file", fix)
+        return lines[0]
     return value.strip()
 
 
-def read_answers(path: Path | None) -> Answers:
+def read_answers(path: Path | None, secret: VaultSecret | None = None) -> Answers:
+    """The answers in ``path``; inline ``!vault`` values decrypted with ``secret`` if given."""
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(
-            f"{path}: cannot be read as YAML ({' '.join(str(exc).split())}); "
-            "fix: correct the file (see examples/answers.yml)"
-        ) from exc
+    data = yamlio.load(yamlio.read_text(path), str(path), secret)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -347,7 +350,7 @@ def _existing_vault(path: Path, password_file: Path) -> dict[str, Any]:
         )
     try:
         return vault.read_vault(vault_file, vault.load_secret(password_file))
-    except vault.VaultError as exc:
+    except (vault.VaultError, yamlio.YamlError) as exc:
         raise FedictlError(f"{exc}; refusing to replace secrets that cannot be read") from exc
 
 

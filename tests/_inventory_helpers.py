@@ -19,7 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from fedictl import inventory, vault
+from fedictl import inventory, vault, yamlio
 from fedictl.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ class Project:
         vault.write_vault(self.inventory(name) / inventory.VAULT, data, secret)
 
     def main_vars(self, name: str = "demo") -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((self.inventory(name) / inventory.MAIN).read_text())
+        data: dict[str, Any] = yamlio.load_file(self.inventory(name) / inventory.MAIN)
         return data
 
     def write_main_vars(self, data: dict[str, Any], name: str = "demo") -> None:

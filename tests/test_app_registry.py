@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 from _inventory_helpers import (
     Project,
     example_answers,
@@ -37,7 +36,7 @@ from test_check_fixtures import (
     report,
 )
 
-from fedictl import apps, check, check_host, inventory
+from fedictl import apps, check, check_host, inventory, yamlio
 from fedictl.check_host import HostPlan
 from fedictl.secret_formats import SecretSpec, hex_token, matching, password_spec
 from fedictl.validate import load_and_check
@@ -118,7 +117,7 @@ def test_init_writes_the_apps_inventory_section(demo: Project) -> None:
         "redis_db": 7,
         "port": 7070,
     }
-    hosts = yaml.safe_load((demo.inventory() / inventory.HOSTS).read_text())
+    hosts = yamlio.load_file(demo.inventory() / inventory.HOSTS)
     groups = hosts["all"]["children"]["fediverse"]["children"]
     assert groups["fakeapp"] == {"hosts": {"lab1": {}}}
     assert groups["peertube"] == {}  # not enabled: its group is empty

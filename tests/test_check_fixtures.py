@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fedictl import yamlio
 from fedictl.check_http import Network
 from fedictl.cli import cli
 
@@ -538,7 +539,7 @@ class Inventory:
     env: dict[str, str]
 
     def main_vars(self) -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((self.path / "group_vars/all/main.yml").read_text())
+        data: dict[str, Any] = yamlio.load_file(self.path / "group_vars/all/main.yml")
         return data
 
     def write_main_vars(self, data: dict[str, Any]) -> None:

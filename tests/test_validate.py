@@ -17,7 +17,7 @@ from _inventory_helpers import (
     project_fixture,  # noqa: F401 - fixture
 )
 
-from fedictl import inventory, secrets
+from fedictl import inventory, secrets, yamlio
 from fedictl.apps import mastodon
 
 MAIN = "group_vars/all/main.yml"
@@ -219,7 +219,7 @@ def test_bad_connection_settings(demo: Project, var: str, value: object) -> None
     hosts = demo.inventory() / HOSTS
     import yaml
 
-    data = yaml.safe_load(hosts.read_text())
+    data = yamlio.load_file(hosts)
     data["all"]["children"]["fediverse"]["hosts"]["lab1"][var] = value
     hosts.write_text(yaml.safe_dump(data))
     result = _validate(demo)
@@ -231,7 +231,7 @@ def test_ports_collide_only_on_the_same_host(demo: Project) -> None:
     import yaml
 
     hosts = demo.inventory() / HOSTS
-    data = yaml.safe_load(hosts.read_text())
+    data = yamlio.load_file(hosts)
     fediverse = data["all"]["children"]["fediverse"]
     fediverse["hosts"]["video1"] = {
         "ansible_host": "10.213.0.11",

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedictl import inventory, model, secrets
+from fedictl import inventory, model, secrets, yamlio
 from fedictl.cli import cli
 from fedictl.errors import ValidationError
 from fedictl.inventory import Inventory
@@ -173,12 +173,12 @@ def test_cli_on_mangled_files_exits_0_or_2(data: st.DataObject, tmp_path_factory
     target = root / "inv"
     inventory.write(target, ORG, copy.deepcopy(VAULT), vault_module.load_secret(password))
     main_file = target / inventory.MAIN
-    main = yaml.safe_load(main_file.read_text())
+    main = yamlio.load_file(main_file)
     _mutate(data, main, data.draw(st.integers(min_value=1, max_value=3)))
     main_file.write_text(yaml.safe_dump(main))
     if data.draw(st.booleans()):
         hosts_file = target / inventory.HOSTS
-        hosts = yaml.safe_load(hosts_file.read_text())
+        hosts = yamlio.load_file(hosts_file)
         _mutate(data, hosts, 1)
         hosts_file.write_text(yaml.safe_dump(hosts))
     result = CliRunner().invoke(

@@ -52,7 +52,7 @@ def test_ansible_vault_cli_reads_what_fedictl_writes(password_file: Path, tmp_pa
         text=True,
         check=True,
     ).stdout
-    assert shown == "vault_a: hello\n"
+    assert shown == "vault_a: !unsafe hello\n"  # fedictl writes every string unsafe
 
 
 def test_fedictl_reads_what_ansible_vault_cli_writes(password_file: Path, tmp_path: Path) -> None:

@@ -26,6 +26,12 @@ from fedictl.secret_formats import SecretPair, SecretSpec
 
 # Settings every app has: validate checks them the same way for each.
 COMMON_SETTINGS = ("version", "db_name", "db_user")
+# A release tag: v<major>.<minor>.<patch> without leading zeros, optionally -rc, -beta or -alpha
+# with a number. An app whose role checks its own pattern declares that one instead.
+VERSION_PATTERN = (
+    r"^v(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})"
+    r"(-(rc|beta|alpha)(\.?[0-9]{1,3})?)?$"
+)
 
 
 class Settings(Protocol):
@@ -104,6 +110,7 @@ class App:
     secrets: tuple[SecretSpec, ...] = ()
     secret_pairs: tuple[SecretPair, ...] = ()
     upgradable: bool = False  # `fedictl upgrade` knows its upgrade path
+    version_pattern: str = VERSION_PATTERN  # the release tags validate accepts (as its role)
     text_checks: Mapping[str, TextEndpoint] = field(default_factory=dict)  # check -> endpoint
     checks: tuple[str, ...] = ()  # checks only this app has (fedictl check's names)
     nodeinfo: str = "/.well-known/nodeinfo"

@@ -211,6 +211,8 @@ APP = App(
     secrets=SECRETS,
     secret_pairs=(VAPID,),
     upgradable=True,
+    # roles/mastodon/vars/main.yml's __mastodon_version_pattern (a test keeps them equal).
+    version_pattern=r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$",
     checks=("streaming", "sidekiq"),
     # One streaming process on fedictl_apps.mastodon.streaming_port (playbooks/vars/mastodon.yml).
     units=(

@@ -8,7 +8,7 @@ from typing import Any
 from fedictl import apps
 from fedictl.apps import App
 from fedictl.check.model import Instance
-from fedictl.errors import UsageError
+from fedictl.errors import UsageError, shown
 from fedictl.inventory import Inventory
 
 
@@ -61,14 +61,14 @@ def instances(
         if app_name not in enabled:
             raise UsageError(
                 f"--app {app_name}: {app_name} is not enabled in {inv.path}; enabled: "
-                f"{', '.join(enabled) or 'none'}"
+                f"{', '.join(enabled) or 'none'}; fix: name an enabled app"
             )
     known = {d for i in found for d in i.domains}
     for name in names:
         if name.lower() not in known:
             raise UsageError(
-                f"--instance {name}: no enabled instance has this domain; known: "
-                f"{', '.join(sorted(known)) or 'none'}"
+                f"--instance {shown(name)}: no enabled instance has this domain; known: "
+                f"{', '.join(sorted(known)) or 'none'}; fix: name one of those domains"
             )
     chosen = [
         i
@@ -77,5 +77,7 @@ def instances(
         and (not names or set(i.domains) & {n.lower() for n in names})
     ]
     if not chosen:
-        raise UsageError(f"{inv.path}: no app is enabled; nothing to check")
+        raise UsageError(
+            f"{inv.path}: no app is enabled, nothing to check; fix: enable an app in fedictl_apps"
+        )
     return chosen

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedictl import apps
+from fedictl import apps, yamlio
 from fedictl.check.model import CHECKS, GROUPS
 from fedictl.check_http import Network, verifying_context
-from fedictl.errors import UsageError
+from fedictl.errors import UsageError, shown
 
 
 def app_only_checks() -> frozenset[str]:
@@ -32,7 +32,7 @@ def expand_checks(names: Iterable[str], option: str) -> set[str]:
                 chosen.update(GROUPS[name])
             else:
                 raise UsageError(
-                    f"{option} {name}: no such check; use one of {', '.join(CHECKS)} "
+                    f"{option} {shown(name)}: no such check; fix: use one of {', '.join(CHECKS)} "
                     f"or a group ({', '.join(GROUPS)})"
                 )
     return chosen
@@ -71,7 +71,25 @@ class Options:
                     f"{high_name} {high:g} is below {low_name} {low:g}; fix: swap them"
                 )
         if not 0 < self.timeout <= 300:
-            raise UsageError(f"--timeout {self.timeout:g}: use 0 < seconds <= 300")
+            raise UsageError(
+                f"--timeout {self.timeout:g}: use 0 < seconds <= 300; fix: e.g. --timeout 10"
+            )
+
+    def check_ca_file(self) -> None:
+        """``--ca-file``, if given, is a readable PEM bundle: UsageError before any check runs."""
+        if self.ca_file is None:
+            return
+        fix = "pass the CA's certificate in PEM form (a file with -----BEGIN CERTIFICATE-----)"
+        try:
+            yamlio.read_bytes(self.ca_file, 16 * 1024 * 1024, fix)
+            self.tls_context  # noqa: B018 - loading the bundle is the check
+        except yamlio.YamlError as exc:
+            raise UsageError(f"--ca-file {self.ca_file}: {exc.found}; fix: {fix}") from exc
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise UsageError(
+                f"--ca-file {self.ca_file}: not a CA certificate bundle ({reason}); fix: {fix}"
+            ) from exc
 
     def wants(self, check: str, app: str) -> bool:
         """``check`` is chosen, and is either every app's or one ``app`` declares as its own."""
@@ -92,13 +110,13 @@ class Options:
 def _address(text: str, option: str, value: str) -> str:
     address = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     if not address or any(c.isspace() for c in address):
-        raise UsageError(f"{option} {value}: {text!r} is not an address; fix: e.g. 10.0.0.5")
+        raise UsageError(f"{option} {shown(value)}: {text!r} is not an address; fix: e.g. 10.0.0.5")
     return address
 
 
 def _port(text: str, option: str, value: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise UsageError(f"{option} {value}: {text!r} is not a port (1..65535)")
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 1 <= int(text) <= 65535:
+        raise UsageError(f"{option} {shown(value)}: {text!r} is not a port; fix: use 1..65535")
     return int(text)
 
 
@@ -108,7 +126,9 @@ def parse_resolve(values: Iterable[str]) -> dict[str, str]:
     for value in values:
         domain, sep, address = value.partition(":")
         if not sep or not domain:
-            raise UsageError(f"--resolve {value}: use DOMAIN:ADDRESS, e.g. social.example:10.0.0.5")
+            raise UsageError(
+                f"--resolve {shown(value)}: use DOMAIN:ADDRESS; fix: e.g. social.example:10.0.0.5"
+            )
         out[domain.lower()] = _address(address, "--resolve", value)
     return out
 
@@ -120,7 +140,7 @@ def parse_connect_to(values: Iterable[str]) -> dict[tuple[str, int], tuple[str, 
         parts = value.split(":", 2)
         if len(parts) != 3 or ":" not in parts[2] or not parts[0]:
             raise UsageError(
-                f"--connect-to {value}: use DOMAIN:PORT:ADDRESS:PORT, e.g. "
+                f"--connect-to {shown(value)}: use DOMAIN:PORT:ADDRESS:PORT; fix: e.g. "
                 "social.example:443:127.0.0.1:8443"
             )
         address, _, port = parts[2].rpartition(":")
@@ -136,9 +156,13 @@ def parse_accounts(values: Iterable[str]) -> dict[str, str]:
         app, sep, user = value.partition("=")
         if app not in apps.names() or not sep:
             raise UsageError(
-                f"--account {value}: use APP=USER with APP one of {', '.join(apps.names())}"
+                f"--account {shown(value)}: use APP=USER; fix: with APP one of "
+                f"{', '.join(apps.names())}"
             )
         if not user or not all(c.isalnum() or c in "_.-" for c in user):
-            raise UsageError(f"--account {value}: {user!r} is not a username")
+            raise UsageError(
+                f"--account {shown(value)}: {user!r} is not a username; fix: use letters, digits, "
+                "'_', '.' and '-'"
+            )
         out[app] = user
     return out

@@ -120,7 +120,10 @@ def check_writable(path: Path) -> None:
     if not parent.is_dir():
         raise UsageError(f"--prometheus {path}: directory {parent} does not exist; fix: create it")
     if not os.access(parent, os.W_OK):
-        raise UsageError(f"--prometheus {path}: directory {parent} is not writable")
+        raise UsageError(
+            f"--prometheus {path}: directory {parent} is not writable; fix: name a file in a "
+            "directory you can write"
+        )
 
 
 def write_atomically(path: Path, text: str) -> None:

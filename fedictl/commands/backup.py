@@ -21,8 +21,9 @@ def _open(inventory_arg: str, vault_password_file: Path | None) -> tuple[Invento
     return inv, inventory.password_file_for(inv.path, vault_password_file)
 
 
-def _print_command(playbook: backup.Playbook) -> None:
+def _print_command(playbook: backup.Playbook, reports: Path) -> None:
     click.echo(f"# in {paths.project_root()}", err=True)
+    click.echo(f"# it writes its reports into {reports}: remove that afterwards", err=True)
     click.echo(shlex.join(playbook.argv()))
 
 
@@ -67,10 +68,10 @@ def run(
     """
     inv, vault = _open(inventory_arg, vault_password_file)
     backup.check_app(inv, app)
-    with backup.report_dir() as reports:
+    with backup.report_dir(keep=print_command) as reports:
         playbook = backup.run_now(inv.path, vault, app, reports)
         if print_command:
-            _print_command(playbook)
+            _print_command(playbook, reports)
             return
         result = backup.run_playbook(playbook)
         statuses = backup.read_run_reports(reports)
@@ -102,10 +103,10 @@ def list_(
     """
     inv, vault = _open(inventory_arg, vault_password_file)
     backup.check_app(inv, app)
-    with backup.report_dir() as reports:
+    with backup.report_dir(keep=print_command) as reports:
         playbook = backup.list_snapshots(inv.path, vault, app, reports)
         if print_command:
-            _print_command(playbook)
+            _print_command(playbook, reports)
             return
         result = backup.run_playbook(playbook)
         if result.exit_code != 0:
@@ -159,14 +160,15 @@ def restore_cmd(
     Every table's rows and checksum and every file's sha256 are compared with what the backup
     recorded. A non-empty database or existing files are refused unless --force.
     """
+    backup.check_snapshot(snapshot)
     inv, vault = _open(inventory_arg, vault_password_file)
     backup.check_app(inv, app)
     backup.check_target(inv, to)
     request = backup.RestoreRequest(app, snapshot=snapshot, to=to, force=force)
-    with backup.report_dir() as reports:
+    with backup.report_dir(keep=print_command) as reports:
         playbook = backup.restore(inv.path, vault, request, reports)
         if print_command:
-            _print_command(playbook)
+            _print_command(playbook, reports)
             return
         result = backup.run_playbook(playbook)
         report = backup.read_restore_report(reports)

@@ -15,8 +15,8 @@ import click
 
 from fedictl import check, check_host, inventory
 from fedictl.check_http import Network
-from fedictl.commands.options import AppChoice, inventory_options, load_valid
-from fedictl.errors import FedictlError
+from fedictl.commands.options import AppChoice, PathArg, inventory_options, load_valid
+from fedictl.errors import FedictlError, os_error_message
 from fedictl.inventory import VAULT
 
 UNKNOWN = check.Status.UNKNOWN.value
@@ -52,6 +52,8 @@ class NagiosCommand(click.Command):
             raise _UnknownUsage(exc.format_message(), exc.ctx) from exc
         except FedictlError as exc:
             raise _Unknown(str(exc)) from exc
+        except OSError as exc:
+            raise _Unknown(os_error_message(exc)) from exc
 
 
 _EPILOG = "\n\n".join(
@@ -77,7 +79,7 @@ _EPILOG = "\n\n".join(
 @click.option("--skip", multiple=True, metavar="CHECKS", help="Skip these checks (e.g. host).")
 @click.option(
     "--ca-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PathArg(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="Trust only this CA bundle (PEM) for certificates, e.g. a private or test CA.",
 )
@@ -124,7 +126,7 @@ _EPILOG = "\n\n".join(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option(
     "--prometheus",
-    type=click.Path(dir_okay=True, path_type=Path),
+    type=PathArg(dir_okay=True, path_type=Path),
     default=None,
     metavar="FILE",
     help="Also write the report for node_exporter's textfile collector (atomically).",
@@ -178,6 +180,7 @@ def check_command(
         queue_crit=queue_crit,
     )
     options.check_thresholds()
+    options.check_ca_file()
     accounts = check.parse_accounts(account)
     if prometheus is not None:
         check.check_writable(prometheus)

@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from fedictl import inventory, paths, runner
-from fedictl.commands.options import AppChoice, inventory_options, load_valid
+from fedictl.commands.options import (
+    AppChoice,
+    PathArg,
+    inventory_options,
+    load_valid,
+    pattern_option,
+)
 from fedictl.errors import UsageError
 
 
@@ -23,8 +29,10 @@ from fedictl.errors import UsageError
 )
 @click.option("--check", is_flag=True, help="Dry run: ansible-playbook --check.")
 @click.option("--diff", is_flag=True, help="Show file changes: ansible-playbook --diff.")
-@click.option("--limit", metavar="HOSTS", default=None, help="Only these hosts (--limit).")
-@click.option("--tags", metavar="TAGS", default=None, help="Only these tags (--tags).")
+@click.option(
+    "--limit", metavar="HOSTS", callback=pattern_option, help="Only these hosts (--limit)."
+)
+@click.option("--tags", metavar="TAGS", callback=pattern_option, help="Only these tags (--tags).")
 @click.option(
     "--print-command", is_flag=True, help="Print the ansible-playbook command; run nothing."
 )
@@ -32,7 +40,7 @@ from fedictl.errors import UsageError
 @click.pass_context
 @click.option(
     "--summary-json",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=PathArg(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the per-host summary as JSON to this file (for scripts and CI).",
 )

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from fedictl import apps, inventory, wizard
-from fedictl.commands.options import AppChoice
+from fedictl import apps, inventory, paths, vault, wizard
+from fedictl.commands.options import AppChoice, PathArg
 from fedictl.model import ROLES
 
 
@@ -69,7 +69,7 @@ class _InitCommand(click.Command):
 @click.option(
     "--answers",
     "answers_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PathArg(exists=True, dir_okay=False, path_type=Path),
     help="YAML file with the answers (see examples/answers.yml).",
 )
 @click.option("--no-input", is_flag=True, help="Never prompt; unanswered keys take defaults.")
@@ -80,7 +80,7 @@ class _InitCommand(click.Command):
 )
 @click.option(
     "--vault-password-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PathArg(exists=True, dir_okay=False, path_type=Path),
     help="Existing vault password file (default: a new one in the user's config dir).",
 )
 @click.option(
@@ -115,9 +115,11 @@ def init(
     """
     target = wizard.target(name, force)
     prompter = _ClickPrompter() if answers_file is None and not no_input else None
-    answers = wizard.collect(name, wizard.read_answers(answers_file), flags, prompter)
-    source = str(answers_file) if answers_file else "answers"
     password_file = vault_password_file or inventory.default_password_file(name)
+    # Inline !vault values in the answers are decrypted with the password the vault will use.
+    secret = vault.load_secret(password_file) if paths.is_file(password_file) else None
+    answers = wizard.collect(name, wizard.read_answers(answers_file, secret), flags, prompter)
+    source = str(answers_file) if answers_file else "answers"
     done = wizard.write(target, answers, source, password_file, force)
     for path in done.paths:
         click.echo(f"wrote {wizard.display(path)}")

@@ -8,17 +8,27 @@ from typing import Any
 
 import click
 
-from fedictl import apps, inventory
+from fedictl import apps, inventory, yamlio
 from fedictl.errors import ValidationError
 from fedictl.inventory import Inventory
 from fedictl.validate import load_and_check
+
+
+class PathArg(click.Path):
+    """``click.Path`` that refuses a path with a NUL byte as bad input (click's own check of
+    such a path raises ValueError, a traceback)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail(f"{value!r} holds a NUL byte; fix: give the path without it", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def inventory_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``-i/--inventory`` and ``--vault-password-file``, shared by validate, secrets, deploy."""
     func = click.option(
         "--vault-password-file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=PathArg(dir_okay=False, path_type=Path),
         default=None,
         help="Vault password file (default: ~/.config/fedictl/vault/NAME.pass).",
     )(func)
@@ -40,6 +50,21 @@ def load_valid(inventory_arg: str, vault_password_file: Path | None, then: str =
         click.echo(f"{path} is invalid, {len(problems)} problem(s){then}:", err=True)
         raise ValidationError([str(p) for p in problems])
     return inv
+
+
+def pattern_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for --limit and --tags: given, they may not be blank (ansible-playbook
+    would then run on every host and every task) nor hold a control character."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter(
+            f"{value!r} is blank, and ansible-playbook would run everything; fix: give hosts, "
+            "groups or tags, or leave the option out"
+        )
+    if (bad := yamlio.control_character(value)) is not None:
+        raise click.BadParameter(f"{value!r} holds {bad}; fix: remove it")
+    return value
 
 
 class AppChoice(click.Choice[str]):

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fedictl import inventory, paths, runner, upgrade
-from fedictl.commands.options import inventory_options, load_valid
+from fedictl.commands.options import PathArg, inventory_options, load_valid, pattern_option
 
 
 @click.command("upgrade")
@@ -19,7 +19,7 @@ from fedictl.commands.options import inventory_options, load_valid
 @inventory_options
 @click.option(
     "--release-archive",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=PathArg(dir_okay=False, path_type=Path),
     default=None,
     help="Deploy this prebuilt release archive instead of building from upstream's tag.",
 )
@@ -30,7 +30,9 @@ from fedictl.commands.options import inventory_options, load_valid
     help="The archive's checksum (recommended; checked before it is unpacked).",
 )
 @click.option("--check", is_flag=True, help="Dry run: ansible-playbook --check.")
-@click.option("--limit", metavar="HOSTS", default=None, help="Only these hosts (--limit).")
+@click.option(
+    "--limit", metavar="HOSTS", callback=pattern_option, help="Only these hosts (--limit)."
+)
 @click.option(
     "--print-command", is_flag=True, help="Print the ansible-playbook command; run nothing."
 )
@@ -54,6 +56,7 @@ def upgrade_cmd(
     post-deployment migrations; if the gate fails, the previous release is put back and the run
     fails saying what happened. After a successful run the inventory pins the new version.
     """
+    upgrade.check_app(app)
     inv = load_valid(inventory_arg, vault_password_file, "; no host was contacted")
     apps: dict[str, Any] = next(
         (h["fedictl_apps"] for h in inv.hostvars.values() if h.get("fedictl_apps")), {}
