@@ -699,3 +699,16 @@ def test_odd_snapshot_paths_are_refused(root: str) -> None:
                           paths=["/srv/app"])  # fmt: skip
     with pytest.raises(fb.Refused, match="not absolute and normal"):
         fb.restore_roots({"roots": [root]}, decl, "")
+
+
+def test_restic_env_holds_only_restics_settings(tmp_path: Path) -> None:
+    """restic.env is read by the root-run program: a line a newline in a setting would add (another
+    repository, LD_PRELOAD) is refused, not used."""
+    env = tmp_path / "restic.env"
+    env.write_text("# managed\nRESTIC_REPOSITORY=sftp:u@h:/r\nRESTIC_PASSWORD_FILE=/etc/p\n")
+    assert fb.read_env_file(env) == {"RESTIC_REPOSITORY": "sftp:u@h:/r",
+                                     "RESTIC_PASSWORD_FILE": "/etc/p"}  # fmt: skip
+    for injected in ("LD_PRELOAD=/tmp/x.so", "RESTIC_REPOSITORY=/tmp/evil", "no equals sign"):
+        env.write_text(f"RESTIC_REPOSITORY=sftp:u@h:/r\nAWS_ACCESS_KEY_ID=AKIA\n{injected}\n")
+        with pytest.raises(fb.BackupError, match=r"restic\.env:3: "):
+            fb.read_env_file(env)

@@ -314,17 +314,35 @@ def _is_within(path: str, root: str) -> bool:
 # restic
 
 
+# What restic.env may set (the role's template restic.env.j2): anything else in it, such as a line
+# that a newline in a setting would have added (LD_PRELOAD=...), is refused.
+ENV_KEYS = frozenset(
+    {
+        "RESTIC_REPOSITORY",
+        "RESTIC_PASSWORD_FILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    }
+)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     if not path.exists():
         return env
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if sep and re.match(r"^[A-Z_][A-Z0-9_]*$", key):
-            env[key] = value
+        if not sep or key not in ENV_KEYS or key in env:
+            raise BackupError(
+                f"{path}:{number}: {key if sep else 'a line'} is not one setting restic's "
+                f"environment may hold once ({', '.join(sorted(ENV_KEYS))}): deploy the backup "
+                "role again"
+            )
+        env[key] = value
     return env
 
 
