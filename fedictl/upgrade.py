@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedictl import apps, paths, yamlio
+from fedictl import apps, paths, releases, yamlio
+from fedictl.apps import get as registered
 from fedictl.errors import FedictlError, UsageError, shown
 
 VERSION_RE = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
@@ -74,8 +75,13 @@ def plan(
     apps: dict[str, Any],
     release_archive: Path | None = None,
     release_archive_checksum: str | None = None,
+    unknown_line: bool = False,
 ) -> Plan:
-    """Check the request against the inventory's fedictl_apps; raise UsageError naming the fix."""
+    """Check the request against the inventory's fedictl_apps; raise UsageError naming the fix.
+
+    A target on a release line the app's registry does not know is refused (fedictl cannot check
+    that line's requirements and notes) unless ``unknown_line`` says the user read them.
+    """
     check_app(app)
     settings = apps.get(app)
     if not isinstance(settings, dict) or settings.get("enabled") is not True:
@@ -87,6 +93,10 @@ def plan(
             f"--to {target} is older than the pinned {current}: {app} cannot go back a release "
             "once its migrations have run; fix: give a newer version, or restore a backup"
         )
+    # `apps` here is the inventory's fedictl_apps; the registry's declaration is registered(app).
+    lines = registered(app).lines
+    if lines:
+        releases.check_target(app, lines, target, unknown_line)
     if release_archive is not None:
         if not paths.is_file(release_archive):
             raise UsageError(
@@ -161,3 +171,33 @@ def _set(lines: list[str], start: int, key: str, value: str) -> list[str]:
             return [*lines[:end], rendered, *lines[end + 1 :]]
         end += 1
     return [*lines[:end], rendered, *lines[end:]]
+
+
+def listing(app: str, fedictl_apps: dict[str, Any]) -> dict[str, object]:
+    """What `fedictl upgrade APP --list` shows: the pinned (installed) version, the newest known
+    patch of its line and the next line, with their requirements (fedictl/releases.py)."""
+    check_app(app)
+    settings = fedictl_apps.get(app)
+    if not isinstance(settings, dict) or settings.get("enabled") is not True:
+        raise UsageError(f"{app} is not enabled in the inventory; fix: deploy it first")
+    installed = str(settings.get("version", ""))
+    parse_version(installed, f"fedictl_apps.{app}.version")
+    return releases.plan_lines(app, apps.get(app).lines, installed)
+
+
+def listing_lines(shown_list: dict[str, Any]) -> list[str]:
+    """The listing as text for people."""
+    app, installed = shown_list["app"], shown_list["installed"]
+    out = [f"{app} {installed} (pinned): {shown_list['status']}: {shown_list['message']}"]
+    for label, key in (("its line", "line"), ("next line", "next_line")):
+        line = shown_list[key]
+        if line is None:
+            out.append(f"  {label}: none known")
+            continue
+        needs = ", ".join(f"{k} {v}" for k, v in line["requirements"].items())
+        out.append(f"  {label} {line['line']}: newest {line['newest']}; needs {needs}")
+        if line["note"]:
+            out.append(f"    upstream's notes: {line['note']}")
+        if line["newest"] != installed:
+            out.append(f"    fedictl upgrade {app} --to {line['newest']} -i INVENTORY")
+    return out

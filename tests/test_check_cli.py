@@ -54,9 +54,9 @@ def test_the_table_for_people(example_inventory: Inventory, fake: FakeInstances,
     assert health.split()[:3] == [MASTODON, "health", "CRIT"]
     assert "/health answered 503 'down'" in health and "journalctl -u" in health
     ok_rows = [line for line in lines[1:-1] if line.split()[2] == "OK"]
-    assert len(ok_rows) == 10 and all("journalctl" not in row for row in ok_rows)
+    assert len(ok_rows) == 11 and all("journalctl" not in row for row in ok_rows)
     assert re.fullmatch(
-        r"11 checks of 1 instance\(s\) in \d+\.\d s: 10 OK, 1 CRIT → CRIT \(exit 2\)", lines[-1]
+        r"12 checks of 1 instance\(s\) in \d+\.\d s: 11 OK, 1 CRIT → CRIT \(exit 2\)", lines[-1]
     )
 
 

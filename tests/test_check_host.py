@@ -386,7 +386,7 @@ def test_backup_age_thresholds(entry: dict[str, Any], status: str, shown: str) -
     import base64
 
     instance = check.Instance(
-        "mastodon", "social.example.test", "social.example.test", "v4.6.5", (HOST,), "admin"
+        "mastodon", "social.example.test", "social.example.test", "v4.7.6", (HOST,), "admin"
     )
     content = base64.b64encode(json.dumps({"hosts": [HOST], "apps": {"mastodon": entry}}).encode())
     facts = {

@@ -43,7 +43,7 @@ network = Network(
 options = check.Options(
     checks=check.selected_checks([], ["host"]), ca_file=spec["ca"], network=network, timeout=10
 )
-every = [check.Instance("mastodon", n, n, "v4.6.5", (), "admin") for n in names]
+every = [check.Instance("mastodon", n, n, "v4.7.6", (), "admin") for n in names]
 report = check.run(every, options, None)
 forked = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({
@@ -152,7 +152,7 @@ def test_a_process_with_other_threads_checks_everything_itself(ca: CA) -> None:
         options = check.Options(
             checks=check.selected_checks([], ["host"]), ca_file=ca.path, network=fake.network()
         )
-        every = [check.Instance("mastodon", n, n, "v4.6.5", (), "admin") for n in names]
+        every = [check.Instance("mastodon", n, n, "v4.7.6", (), "admin") for n in names]
         report = check.run(every, options, None)
     finally:
         fake.stop()

@@ -65,12 +65,14 @@ def test_every_instance_healthy_is_ok_and_exits_0(
     web = set(check.GROUPS["web"])
     assert checks == (
         {(MASTODON, c) for c in web}
-        | {(PEERTUBE, c) for c in web - {"streaming"}}
-        | {(PIXELFED, c) for c in web - {"streaming"}}
+        # fedictl knows no release lines of PeerTube and Pixelfed yet: no "release" row for them.
+        | {(PEERTUBE, c) for c in web - {"streaming", "release"}}
+        | {(PIXELFED, c) for c in web - {"streaming", "release"}}
     )
     assert all(r["status"] == "OK" and r["hint"] == "" for r in data["results"])
     results = by_check(data, MASTODON)
-    assert results["api"]["value"] == "/api/v2/instance: version 4.6.5"
+    assert results["api"]["value"] == "/api/v2/instance: version 4.7.6"
+    assert results["release"]["value"].startswith("mastodon 4.7.6: no known advisory on the 4.7")
     assert results["actor"]["value"] == f"Person https://{MASTODON}/users/admin"
     assert by_check(data, PEERTUBE)["webfinger"]["value"].startswith(f"acct:root@{PEERTUBE} → ")
     assert "pixelfed" in by_check(data, PIXELFED)["nodeinfo"]["value"]
@@ -78,7 +80,7 @@ def test_every_instance_healthy_is_ok_and_exits_0(
         "app": "mastodon",
         "domain": MASTODON,
         "account_domain": MASTODON,
-        "version": "v4.6.5",
+        "version": "v4.7.6",
         "hosts": ["lab1"],
     }
 
@@ -293,16 +295,16 @@ def test_version_mismatch_is_warn_with_the_deploy_hint(
 ) -> None:
     routes = only_mastodon(fake)
     instance = saved("mastodon", "instance-v2.json")
-    instance["version"] = "4.6.4"
+    instance["version"] = "4.7.7"
     routes["/api/v2/instance"] = Route.json(instance)
     nodeinfo = saved("mastodon", "nodeinfo-2.0.json")
-    nodeinfo["software"]["version"] = "4.6.4"
+    nodeinfo["software"]["version"] = "4.7.7"
     routes["/nodeinfo/2.0"] = Route.json(nodeinfo)
     code, _, results = run(example_inventory, fake, ca, "--app", "mastodon")
     assert code == 1
     for name in ("api", "nodeinfo"):
         assert results[name]["status"] == "WARN"
-        assert "version 4.6.4, but the inventory pins v4.6.5" in results[name]["value"]
+        assert "version 4.7.7, but the inventory pins v4.7.6" in results[name]["value"]
         assert "fedictl deploy --app mastodon" in results[name]["hint"]
 
 
@@ -311,7 +313,7 @@ def test_build_metadata_after_the_version_is_accepted(
 ) -> None:
     routes = only_mastodon(fake)
     instance = saved("mastodon", "instance-v2.json")
-    instance["version"] = "4.6.5+fedictl"
+    instance["version"] = "4.7.6+fedictl"
     routes["/api/v2/instance"] = Route.json(instance)
     code, _, results = run(example_inventory, fake, ca, "--app", "mastodon", "--only", "api")
     assert code == 0 and results["api"]["status"] == "OK"
@@ -491,7 +493,7 @@ def test_one_slow_instance_does_not_delay_the_others(ca: CA) -> None:
     fake.start()
     try:
         instances = [
-            check.Instance("mastodon", MASTODON, MASTODON, "v4.6.5", (), "admin"),
+            check.Instance("mastodon", MASTODON, MASTODON, "v4.7.6", (), "admin"),
             check.Instance("peertube", PEERTUBE, PEERTUBE, "v8.2.1", (), "root"),
         ]
         options = check.Options(
@@ -523,7 +525,7 @@ def test_http1_connections_are_kept_alive_and_a_dropped_one_is_replaced(ca: CA) 
     routes["/health"].drop_after = True  # as a server whose keep-alive timeout just passed
     fake.start()
     try:
-        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.6.5", (), "admin")
+        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.7.6", (), "admin")
         options = check.Options(
             checks=check.selected_checks([], ["host"]), ca_file=ca.path, network=fake.network()
         )
@@ -556,7 +558,7 @@ def test_http2_one_connection_per_instance_for_every_check(ca: CA) -> None:
     fake.add("mastodon")
     fake.start()
     try:
-        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.6.5", (), "admin")
+        instance = check.Instance("mastodon", MASTODON, MASTODON, "v4.7.6", (), "admin")
         options = check.Options(
             checks=check.selected_checks([], ["host"]), ca_file=ca.path, network=fake.network()
         )
@@ -681,3 +683,49 @@ def test_http2_large_answers_flow_and_too_large_ones_are_refused(ca: CA) -> None
         pool.close()
         fake.stop()
     assert fake.connections[True] == 1
+
+
+@pytest.mark.parametrize(
+    ("running", "status", "advisory"),
+    [
+        ("4.7.3", "CRIT", "v4.7.6-ruby-puma-rails"),  # 4.7.4 and 4.7.6 fix it; 4.7.6's is critical
+        ("4.7.5", "CRIT", "v4.7.6-ruby-puma-rails"),
+    ],
+)
+def test_a_release_with_known_advisories_names_the_release_to_move_to(
+    example_inventory: Inventory, fake: FakeInstances, ca: CA, running: str, status: str,
+    advisory: str,
+) -> None:  # fmt: skip
+    """fedictl ships the advisories each Mastodon release fixes (fedictl/apps/mastodon.py): an
+    instance behind them is reported, with the release to move to and the command."""
+    routes = only_mastodon(fake)
+    instance = saved("mastodon", "instance-v2.json")
+    instance["version"] = running
+    routes["/api/v2/instance"] = Route.json(instance)
+    code, _, results = run(example_inventory, fake, ca, "--app", "mastodon", "--only", "release")
+    assert code == {"WARN": 1, "CRIT": 2}[status]
+    assert results["release"]["status"] == status
+    assert (
+        advisory in results["release"]["value"] and "move to v4.7.6" in results["release"]["value"]
+    )
+    hint = results["release"]["hint"]
+    assert "fedictl upgrade mastodon --to v4.7.6 -i INVENTORY" in hint
+
+
+def test_a_release_on_a_patched_line_warns_and_an_unknown_line_asks_for_the_notes(
+    example_inventory: Inventory, fake: FakeInstances, ca: CA
+) -> None:
+    routes = only_mastodon(fake)
+    instance = saved("mastodon", "instance-v2.json")
+    instance["version"] = "4.6.5"  # the three advisories 4.6.7 fixes (high)
+    routes["/api/v2/instance"] = Route.json(instance)
+    code, _, results = run(example_inventory, fake, ca, "--app", "mastodon", "--only", "release")
+    assert (code, results["release"]["status"]) == (1, "WARN")
+    assert "GHSA-vx32-x96w-qq65" in results["release"]["value"]
+    assert "--to v4.6.9" in results["release"]["hint"], "the newest known patch of its own line"
+    instance["version"] = "5.0.0"
+    routes["/api/v2/instance"] = Route.json(instance)
+    code, _, results = run(example_inventory, fake, ca, "--app", "mastodon", "--only", "release")
+    assert (code, results["release"]["status"]) == (1, "WARN")
+    assert "does not know" in results["release"]["value"]
+    assert "upstream's notes" in results["release"]["hint"]

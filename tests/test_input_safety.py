@@ -222,7 +222,7 @@ def test_upgrade_refuses_an_archive_path_ansible_would_template(
     archive = tmp_path / "{{ 7 * 7 }}.tar.gz"
     archive.write_bytes(b"x")
     result = run(
-        demo, "upgrade", "mastodon", "--to", "v4.6.6", "-i", str(demo.inventory()),
+        demo, "upgrade", "mastodon", "--to", "v4.7.7", "-i", str(demo.inventory()),
         "--release-archive", str(archive), "--print-command",
     )  # fmt: skip
     refused(result, "--release-archive")
@@ -584,7 +584,7 @@ def test_wrong_typed_retention_is_refused_not_replaced(project: Project) -> None
     [
         ("deploy", "--limit", ""),
         ("deploy", "--tags", " "),
-        ("upgrade", "mastodon", "--to", "v4.6.6", "--limit", ""),
+        ("upgrade", "mastodon", "--to", "v4.7.7", "--limit", ""),
     ],
 )
 def test_empty_limit_or_tags_is_refused(demo: Project, args: tuple[str, ...]) -> None:
@@ -613,7 +613,7 @@ def test_backup_print_command_names_a_report_dir_that_exists(demo: Project, acti
 
 
 def test_upgrade_of_an_empty_app_name(demo: Project) -> None:
-    result = run(demo, "upgrade", "", "--to", "v4.6.6", "-i", str(demo.inventory()))
+    result = run(demo, "upgrade", "", "--to", "v4.7.7", "-i", str(demo.inventory()))
     refused(result, "APP ''", "mastodon")
 
 
@@ -659,7 +659,7 @@ def test_yaml_tag_that_cannot_hold_its_value(project: Project, value: str) -> No
     [
         ("validate", "-i", "x" * 5000),
         ("validate", "-i", "INV", "--vault-password-file", "bad\x00path"),
-        ("upgrade", "mastodon", "--to", "v4.6.6", "-i", "INV", "--release-archive", "a\x00b"),
+        ("upgrade", "mastodon", "--to", "v4.7.7", "-i", "INV", "--release-archive", "a\x00b"),
     ],
 )
 def test_paths_the_system_refuses(demo: Project, args: tuple[str, ...]) -> None:

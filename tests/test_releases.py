@@ -107,3 +107,30 @@ def test_bad_declarations_are_named() -> None:
     assert any("severity 'urgent' of X" in p for p in problems)
     assert "app 1.1: list the releases oldest first" in problems
     assert validate_lines("app", LINES) == []
+
+
+def test_mastodons_lines_agree_with_the_roles_requirements() -> None:
+    """The CLI (fedictl/apps/mastodon.py) and the role (__mastodon_requirements, which its
+    preflight checks on the servers) know the same lines with the same requirements."""
+    from pathlib import Path
+
+    import yaml
+
+    from fedictl import apps
+
+    role = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "roles/mastodon/vars/main.yml").read_text()
+    )["__mastodon_requirements"]
+    lines = {line.name: line for line in apps.get("mastodon").lines}
+    assert sorted(lines) == sorted(role)
+    for name, needs in role.items():
+        declared = lines[name].requirements
+        assert declared["node"] == f">= {needs['node_major']}", name
+        assert declared["postgresql"] == f">= {needs['postgresql'] // 10000}", name
+        assert declared["redis"] == f">= {needs['redis']}", name
+        low, high = (needs["ruby_min"].rsplit(".", 1)[0], needs["ruby_below"].rsplit(".", 1)[0])
+        assert declared["ruby"] == f">= {low}, < {high}", name
+    pin = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "roles/mastodon/defaults/main.yml").read_text()
+    )["mastodon_version"]
+    assert pin == apps.get("mastodon").settings().version == lines["4.7"].newest.version

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from fedictl.errors import FedictlError
+from fedictl.releases import Line, validate_lines
 from fedictl.secret_formats import SecretPair, SecretSpec
 
 # Settings every app has: validate checks them the same way for each.
@@ -118,6 +119,9 @@ class App:
     units: tuple[str, ...] = ()  # systemd units on its hosts; ``{setting}`` is replaced
     disk_paths: tuple[str, ...] = ("/",)  # filesystems on its hosts whose free space matters
     questions: tuple[Question, ...] = ()
+    # The release lines fedictl knows (requirements, known releases and the advisories each fixes):
+    # shipped with fedictl, never fetched (fedictl/releases.py). Empty: `check` judges no release.
+    lines: tuple[Line, ...] = ()
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -152,6 +156,7 @@ def _problems(app: App) -> list[str]:
     problems = [f"{app.name}: no setting {name!r}" for name in named if name not in known]
     if not app.name.isidentifier():
         problems.append(f"{app.name!r}: an app name must be a Python identifier")
+    problems += validate_lines(app.name, app.lines)
     return problems
 
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fedictl.apps import ApiEndpoint, App, Question, Rule, TextEndpoint, TextSetting
+from fedictl.releases import Advisory, Line, Release
 from fedictl.secret_formats import (
     Check,
     SecretPair,
@@ -40,7 +41,7 @@ NAME = "mastodon"
 class Settings:
     local_domain: str = ""  # the handle domain: can never change after the first deploy
     web_domain: str = ""  # optional: where the web UI is served, if not local_domain
-    version: str = "v4.6.5"
+    version: str = "v4.7.6"
     db_name: str = "mastodon_production"
     db_user: str = "mastodon"
     redis_db: int = 1
@@ -191,6 +192,71 @@ def _unverified_archive(settings: Mapping[str, Any]) -> tuple[str, str] | None:
     )
 
 
+# --- the release lines fedictl knows ------------------------------------------------------------
+# From upstream's release notes and tags as of 2026-12-07 (docs/mastodon.md). Severity: as upstream
+# rated the advisory where its notes say; "high" where only "security release" is recorded.
+_GHSA_471 = (
+    Advisory("GHSA-vx32-x96w-qq65", "high"),
+    Advisory("GHSA-vgm8-frgh-rh2v", "high"),
+    Advisory("GHSA-62j4-hvj7-px3f", "high"),
+)
+LINES = (
+    Line(
+        "4.5",
+        {"node": ">= 20", "postgresql": ">= 14", "redis": ">= 6.2", "ruby": ">= 3.2, < 3.5"},
+        (
+            Release("v4.5.13", ""),
+            Release("v4.5.14", ""),
+            Release("v4.5.15", "2026-08-06"),
+        ),
+    ),
+    Line(
+        "4.6",
+        {"node": ">= 22", "postgresql": ">= 14", "redis": ">= 6.2", "ruby": ">= 3.3, < 4.1"},
+        (
+            Release("v4.6.0", "2026-06-17"),
+            Release("v4.6.1", "2026-06-24"),
+            Release("v4.6.2", "2026-06-25"),
+            Release("v4.6.3", "2026-07-03"),
+            Release("v4.6.4", "2026-07-27", note="security release (advisory ids not recorded)"),
+            Release("v4.6.5", "2026-08-06", commit="1440d55b139e39ec722c2a3db7f60b66cd889048"),
+            Release("v4.6.6", "2026-08-13"),
+            Release("v4.6.7", "", _GHSA_471, "the advisories 4.7.1 fixes"),
+            Release("v4.6.8", ""),
+            Release("v4.6.9", "2026-10-01"),
+        ),
+        upgrade_note="libvips >= 8.13 (ImageMagick removed), ffmpeg >= 5.1, Node 22",
+    ),
+    Line(
+        "4.7",
+        {"node": ">= 22", "postgresql": ">= 14", "redis": ">= 7.0", "ruby": ">= 3.3, < 4.1"},
+        (
+            Release("v4.7.0", "2026-08-20", note="never stop here: 4.7.1 fixes its migrations"),
+            Release("v4.7.1", "", _GHSA_471),
+            Release("v4.7.2", "2026-09-15"),
+            Release("v4.7.3", "2026-10-01"),
+            Release("v4.7.4", "2026-10-29", (Advisory("GHSA-288h-6j8h-6x5j", "high"),)),
+            Release("v4.7.5", ""),
+            Release(
+                "v4.7.6",
+                "2026-11-19",
+                (
+                    Advisory(
+                        "v4.7.6-ruby-puma-rails",
+                        "critical",
+                        "https://github.com/mastodon/mastodon/releases/tag/v4.7.6",
+                    ),
+                ),
+                "Ruby 4.0.10, 3.4.13 or 3.3.14 or newer (critical issues in older Rubies)",
+            ),
+        ),
+        upgrade_note=(
+            "unusually long migrations (key pairs move to an encrypted table: keep the three "
+            "ACTIVE_RECORD_ENCRYPTION_* keys), recompiled assets, a streaming restart; Redis >= 7.0"
+        ),
+    ),
+)
+
 APP = App(
     name=NAME,
     settings=Settings,
@@ -211,6 +277,7 @@ APP = App(
     secrets=SECRETS,
     secret_pairs=(VAPID,),
     upgradable=True,
+    lines=LINES,
     # roles/mastodon/vars/main.yml's __mastodon_version_pattern (a test keeps them equal).
     version_pattern=r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$",
     checks=("streaming", "sidekiq"),

@@ -39,6 +39,7 @@ CHECKS: dict[str, str] = {
     "health": "/health, /api/v1/ping or /api/service/health-check",
     "streaming": "Mastodon's /api/v1/streaming/health",
     "api": "the app's API reports the pinned version",
+    "release": "no advisory that a later known patch of the running release's line fixes",
     "nodeinfo": "/.well-known/nodeinfo → NodeInfo 2.x: app and pinned version",
     "webfinger": "acct:ADMIN@DOMAIN resolves to an ActivityPub link",
     "actor": "that link answers with the actor's ActivityPub JSON",

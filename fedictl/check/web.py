@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from fedictl import apps
+from fedictl import apps, releases
 from fedictl.check.model import GROUPS, Instance, Metric, Result, Status, internal_error
 from fedictl.check.options import Options
 from fedictl.check_http import (
@@ -61,6 +61,9 @@ HINTS = {
     "version": "the server does not run the pinned version: run `fedictl deploy --app {app}` "
     "(or fix fedictl_apps.{app}.version)",
     "wrong-app": "another site answers on this domain: check the nginx site for {target}",
+    "release": "move to {release}: `fedictl upgrade {app} --to {release} -i INVENTORY` "
+    "(upstream's release notes: https://github.com/{app}/{app}/releases)",
+    "release-line": "read upstream's notes for the line it runs, and upgrade fedictl to know it",
     "webfinger-404": "no account {account} on {target}: create it, or pass --account "
     "{app}=USER to look up another",
     "federation": "peers cannot follow accounts here: check the app's federation endpoints "
@@ -198,10 +201,10 @@ class _WebChecks:
             ("https", self.https),
             ("health", self.declared("health")),
             ("streaming", self.declared("streaming")),
-            ("api", self.api),
+            ("api", self.api),  # also judges the release against the known ones ("release")
             ("nodeinfo", self.nodeinfo),
         ):
-            if self.wants(check):
+            if self.wants(check) or (check == "api" and self.wants("release")):
                 jobs.append(self.submit(check, served, func))
         if self.wants("webfinger") or self.wants("actor"):
             account_domain = reached[self.i.account_domain]
@@ -414,16 +417,36 @@ class _WebChecks:
         return self.result(check, Status.WARN, value, "version")
 
     def api(self) -> list[Result]:
+        """The API's version against the pin ("api"), and against the known releases ("release")."""
         api = self.app.api
         data = self.json(api.path)
         if not api.version_key:  # a NodeInfo document
-            return [self.software("api", api.path, data)]
-        if api.domain_key:
-            domain = str(data.get(api.domain_key) or "")
-            if domain.lower() != self.i.account_domain:
-                value = f"{api.path} is for {domain or 'no domain'}, not {self.i.account_domain}"
-                return [self.result("api", Status.CRIT, value, "wrong-app")]
-        return [self.version("api", api.path, data.get(api.version_key))]
+            found = (data.get("software") or {}).get("version") if isinstance(data, dict) else None
+            pinned = self.software("api", api.path, data)
+        else:
+            if api.domain_key:
+                domain = str(data.get(api.domain_key) or "")
+                if domain.lower() != self.i.account_domain:
+                    value = (
+                        f"{api.path} is for {domain or 'no domain'}, not {self.i.account_domain}"
+                    )
+                    return [self.result("api", Status.CRIT, value, "wrong-app")]
+            found = data.get(api.version_key)
+            pinned = self.version("api", api.path, found)
+        out = [pinned] if self.wants("api") else []
+        if self.wants("release") and self.app.lines:
+            out.append(self.release(str(found or "")))
+        return out
+
+    def release(self, found: str) -> Result:
+        """The running version against the releases fedictl knows (fedictl/releases.py)."""
+        known = releases.verdict(self.i.app, self.app.lines, found.split("+", 1)[0])
+        if known.level == "OK":
+            return self.result("release", Status.OK, known.message)
+        status = {"WARN": Status.WARN, "CRIT": Status.CRIT}.get(known.level, Status.UNKNOWN)
+        if known.target:
+            return self.result("release", status, known.message, "release", release=known.target)
+        return self.result("release", status, known.message, "release-line")
 
     def software(self, check: str, where: str, doc: dict[str, Any]) -> Result:
         """A NodeInfo document names this app, speaks ActivityPub, and has the pinned version."""

@@ -15,7 +15,20 @@ from fedictl.commands.options import PathArg, inventory_options, load_valid, pat
 
 @click.command("upgrade")
 @click.argument("app", metavar="APP")
-@click.option("--to", "target", required=True, metavar="vX.Y.Z", help="The release to move to.")
+@click.option("--to", "target", default=None, metavar="vX.Y.Z", help="The release to move to.")
+@click.option(
+    "--list",
+    "show_list",
+    is_flag=True,
+    help="Show the pinned release, the newest known patch of its line and the next line; upgrade "
+    "nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --list: as JSON.")
+@click.option(
+    "--unknown-line",
+    is_flag=True,
+    help="Go ahead with a release on a line fedictl does not know (you read upstream's notes).",
+)
 @inventory_options
 @click.option(
     "--release-archive",
@@ -40,7 +53,10 @@ from fedictl.commands.options import PathArg, inventory_options, load_valid, pat
 def upgrade_cmd(
     ctx: click.Context,
     app: str,
-    target: str,
+    target: str | None,
+    show_list: bool,
+    as_json: bool,
+    unknown_line: bool,
     inventory_arg: str,
     vault_password_file: Path | None,
     release_archive: Path | None,
@@ -57,11 +73,20 @@ def upgrade_cmd(
     fails saying what happened. After a successful run the inventory pins the new version.
     """
     upgrade.check_app(app)
+    if show_list == (target is not None):
+        raise click.UsageError("give --to vX.Y.Z to upgrade, or --list to see what is known")
     inv = load_valid(inventory_arg, vault_password_file, "; no host was contacted")
     apps: dict[str, Any] = next(
         (h["fedictl_apps"] for h in inv.hostvars.values() if h.get("fedictl_apps")), {}
     )
-    plan = upgrade.plan(app, target, apps, release_archive, release_checksum)
+    if show_list:
+        known = upgrade.listing(app, apps)
+        click.echo(
+            json.dumps(known, indent=1) if as_json else "\n".join(upgrade.listing_lines(known))
+        )
+        return
+    assert target is not None  # noqa: S101 (the check above)
+    plan = upgrade.plan(app, target, apps, release_archive, release_checksum, unknown_line)
     deployment = runner.Deployment(
         inventory=inv.path,
         vault_password_file=inventory.password_file_for(inv.path, vault_password_file),

@@ -377,13 +377,15 @@ def test_fedictl_check_finds_the_instance_healthy_then_a_stopped_unit(
     print(output)
     assert {
         "dns", "http-redirect", "https", "tls", "tls-expiry", "health", "streaming", "api",
-        "nodeinfo", "webfinger", "actor", "units", "disk", "backup", "sidekiq",
+        "release", "nodeinfo", "webfinger", "actor", "units", "disk", "backup", "sidekiq",
     } <= {name.split("@")[0] for name in results}  # fmt: skip
     not_ok = {
         k: (r["status"], r["value"], r["hint"]) for k, r in results.items() if r["status"] != "OK"
     }
     assert code == 0 and not not_ok, not_ok
     assert "version 4.5.13" in results["api"]["value"], results["api"]
+    # No advisory fedictl knows is fixed by a later 4.5 release (fedictl/apps/mastodon.py).
+    assert "no known advisory on the 4.5 line" in results["release"]["value"], results["release"]
     assert "reports mastodon" in results["nodeinfo"]["value"], results["nodeinfo"]
     assert "version 4.5.13" in results["nodeinfo"]["value"], results["nodeinfo"]
 
