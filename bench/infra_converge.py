@@ -1,7 +1,7 @@
 """Benchmark: the `infra` scenario's converge against a bare `apt-get install` of the same packages.
 
-Targets (issue: nginx + infra): fresh converge <= 1.5 x the bare apt-get install of the packages it
-installs, on a fresh lab host; a no-op re-converge <= 10 s.
+Targets (the role-pattern issue; the earlier 1.5 x was withdrawn): fresh converge <= 1.75 x the bare
+apt-get install of the packages it installs, on a fresh lab host; a no-op re-converge <= 10 s.
 Run as root after scripts/setup, with no `infra` hosts up:  .venv/bin/python bench/infra_converge.py
 It alternates fresh converges and bare installs (--rounds, 3) and reports the median ratio: the
 machine's speed drifts by a few seconds from one minute to the next, which one pair cannot show.
@@ -28,6 +28,7 @@ FEDICTL = str(VENV_BIN / "fedictl")
 MOLECULE = str(VENV_BIN / "molecule")
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_HOST = "in-bench"
+TARGET_RATIO = 1.75
 
 
 def run(argv: list[str]) -> str:
@@ -126,13 +127,16 @@ def main() -> int:
     for number, ((fresh, bare), pair_ratio) in enumerate(zip(pairs, ratios, strict=True), 1):
         print(f"round {number}: fresh converge {fresh:6.1f} s, bare apt-get {bare:6.1f} s, "
               f"ratio {pair_ratio:.2f}")  # fmt: skip
-    verdict = "OK" if ratio <= 1.5 else "MISSED"
-    print(f"fresh converge / bare apt-get, median of {len(ratios)}: {ratio:.2f} (<=1.5) {verdict}")
+    verdict = "OK" if ratio <= TARGET_RATIO else "MISSED"
+    print(
+        f"fresh converge / bare apt-get, median of {len(ratios)}: {ratio:.2f} "
+        f"(<={TARGET_RATIO}) {verdict}"
+    )
     verdict = "OK" if noop <= 10 else "MISSED"
     runs = " ".join(f"{t:.1f}" for t in noops)
     print(f"no-op re-converge (median)            {noop:6.1f} s  target <= 10 s  {verdict}")
     print(f"no-op runs: {runs}")
-    return 0 if ratio <= 1.5 and noop <= 10 else 1
+    return 0 if ratio <= TARGET_RATIO and noop <= 10 else 1
 
 
 if __name__ == "__main__":
