@@ -203,8 +203,8 @@ def test_all_ok_on_real_nginx_systemd_and_redis(
     assert sum('HTTP/1.1"' in line for line in requests) == 1, requests  # port 80
     assert set(results) == {
         "dns", "http-redirect", "https", "tls", "tls-expiry", "health", "streaming", "api",
-        "nodeinfo", "webfinger", "actor", "units@ck-web", "disk@ck-web", "backup@ck-web",
-        "sidekiq@ck-web",
+        "release", "nodeinfo", "webfinger", "actor", "units@ck-web", "disk@ck-web",
+        "backup@ck-web", "sidekiq@ck-web",
     }  # fmt: skip
     assert results["units@ck-web"]["value"] == (
         "active: mastodon-web, mastodon-sidekiq, mastodon-streaming@4000, nginx"
