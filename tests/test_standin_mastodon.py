@@ -26,7 +26,11 @@ RELEASES = {
     "v4.5.13": "4.5.13",
     "v4.5.14": "4.5.14",
     "v4.5.15-broken": "4.5.15",
+    "v4.6.9": "4.6.9",
+    "v4.7.6": "4.7.6",
+    "v4.7.7-broken": "4.7.7",
 }
+BROKEN = {"v4.5.15-broken": "4.5.15", "v4.7.7-broken": "4.7.7"}
 MIGRATIONS = {
     "v4.5.13": (
         ["20250901000000_create_standin_tables.rb"],
@@ -51,6 +55,51 @@ MIGRATIONS = {
             "20260301000100_backfill_accounts_discoverable.rb",
         ],
     ),
+    "v4.6.9": (
+        [
+            "20250901000000_create_standin_tables.rb",
+            "20251201000000_add_language_to_statuses.rb",
+            "20260601000000_add_indexable_to_accounts.rb",
+        ],
+        [
+            "20250901000100_add_index_accounts_on_username_and_domain_lower.rb",
+            "20251201000100_add_index_statuses_on_language.rb",
+        ],
+    ),
+    "v4.7.6": (
+        [
+            "20250901000000_create_standin_tables.rb",
+            "20251201000000_add_language_to_statuses.rb",
+            "20260601000000_add_indexable_to_accounts.rb",
+            "20260801000000_create_keypairs.rb",
+        ],
+        [
+            "20250901000100_add_index_accounts_on_username_and_domain_lower.rb",
+            "20251201000100_add_index_statuses_on_language.rb",
+            "20260801000100_backfill_keypairs.rb",
+        ],
+    ),
+    "v4.7.7-broken": (
+        [
+            "20250901000000_create_standin_tables.rb",
+            "20251201000000_add_language_to_statuses.rb",
+            "20260601000000_add_indexable_to_accounts.rb",
+            "20260801000000_create_keypairs.rb",
+            "20261201000000_add_rotated_at_to_keypairs.rb",
+        ],
+        [
+            "20250901000100_add_index_accounts_on_username_and_domain_lower.rb",
+            "20251201000100_add_index_statuses_on_language.rb",
+            "20260801000100_backfill_keypairs.rb",
+        ],
+    ),
+}
+# What each line's release asks for: .ruby-version, the Gemfile's Ruby range, engines.node, and
+# the packageManager (4.6 onwards). 4.6 -> 4.7 changes Ruby: the role must restart the web fully.
+REQUIREMENTS = {
+    "4.5": ("3.4.7", "ruby '>= 3.2.0', '< 3.5.0'", ">=20", None),
+    "4.6": ("4.0.5", "ruby '>= 3.3.0', '< 4.1.0'", ">=22", "yarn@4.16.0"),
+    "4.7": ("4.0.10", "ruby '>= 3.3.0', '< 4.1.0'", ">=22", "yarn@4.18.1"),
 }
 ROOT_FILES = [
     "Gemfile",
@@ -169,12 +218,18 @@ def test_version_and_stand_in_marker_inside(archives: dict[str, Path], release: 
 
 
 @pytest.mark.parametrize("release", sorted(RELEASES))
-def test_runtime_requirements_match_mastodon_4_5(archives: dict[str, Path], release: str) -> None:
+def test_runtime_requirements_match_the_release_line(
+    archives: dict[str, Path], release: str
+) -> None:
     archive = archives[release]
-    assert read(archive, ".ruby-version") == "3.4.7\n"
-    assert "ruby '>= 3.2.0', '< 3.5.0'" in read(archive, "Gemfile")
-    assert json.loads(read(archive, "package.json"))["engines"] == {"node": ">=20"}
-    assert json.loads(read(archive, "streaming/package.json"))["engines"] == {"node": ">=20"}
+    line = ".".join(RELEASES[release].split(".")[:2])
+    ruby_version, gemfile_ruby, node, package_manager = REQUIREMENTS[line]
+    assert read(archive, ".ruby-version") == f"{ruby_version}\n"
+    assert gemfile_ruby in read(archive, "Gemfile")
+    package = json.loads(read(archive, "package.json"))
+    assert package["engines"] == {"node": node}
+    assert package.get("packageManager") == package_manager
+    assert json.loads(read(archive, "streaming/package.json"))["engines"] == {"node": node}
     bundle_config = read(archive, ".bundle/config")
     assert "DEPLOYMENT" not in bundle_config and "PATH" not in bundle_config
     gems = re.findall(r"^gem '([^']+)'", read(archive, "Gemfile"), re.MULTILINE)
@@ -205,8 +260,9 @@ def test_migrations_accumulate_per_release(archives: dict[str, Path], release: s
 def test_only_the_broken_release_fails_at_boot(archives: dict[str, Path]) -> None:
     for release, archive in archives.items():
         config_ru = read(archive, "config.ru")
-        broken = "raise 'stand-in v4.5.15 is broken on purpose'" in config_ru
-        assert broken == (release == "v4.5.15-broken"), release
+        version = BROKEN.get(release, RELEASES[release])
+        broken = f"raise 'stand-in v{version} is broken on purpose'" in config_ru
+        assert broken == (release in BROKEN), release
         assert "require_relative 'config/environment'" in config_ru
 
 
@@ -224,7 +280,7 @@ def test_compiled_assets_match_their_manifest(archives: dict[str, Path]) -> None
 
 
 def test_building_twice_gives_identical_archives(tmp_path: Path) -> None:
-    first = build(tmp_path / "one", "v4.5.13", "4.5.14", "v4.5.15-broken")
+    first = build(tmp_path / "one", *RELEASES)
     second = build(tmp_path / "two", "all")
     assert [p.name for p in first] == [p.name for p in second]
     for a, b in zip(first, second, strict=True):

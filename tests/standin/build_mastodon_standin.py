@@ -35,6 +35,11 @@ RELEASES: dict[str, tuple[str, list[str]]] = {
     "v4.5.13": ("4.5.13", ["v4.5.13"]),
     "v4.5.14": ("4.5.14", ["v4.5.13", "v4.5.14"]),
     "v4.5.15-broken": ("4.5.15", ["v4.5.13", "v4.5.14", "v4.5.15-broken"]),
+    # The previous line and the current one: 4.6 -> 4.7 changes .ruby-version (4.0.5 -> 4.0.10), so
+    # an upgrade across them must restart the web unit fully; both need Node 22 (engines.node).
+    "v4.6.9": ("4.6.9", ["v4.5.13", "v4.5.14", "v4.6.9"]),
+    "v4.7.6": ("4.7.6", ["v4.5.13", "v4.5.14", "v4.6.9", "v4.7.6"]),
+    "v4.7.7-broken": ("4.7.7", ["v4.5.13", "v4.5.14", "v4.6.9", "v4.7.6", "v4.7.7-broken"]),
 }
 
 MTIME = 1767225600  # 2026-01-01T00:00:00Z for every entry

@@ -1,8 +1,9 @@
 """Mastodon on a lab host, end to end: install, seed, upgrade, failed upgrade with rollback.
 
-converge.yml ran the whole site.yml with the stand-in release v4.5.13 (tests/standin/, test-only).
-The tests run in file order: the later ones upgrade the host (to v4.5.14, which must pass, then to
-the broken v4.5.15, which must roll back) through playbooks/upgrade.yml, exactly the playbook
+converge.yml ran the whole site.yml with the stand-in release v4.6.9 (tests/standin/, test-only), on
+Node.js from the lab's NodeSource stand-in. The tests run in file order: the later ones upgrade the
+host across the line change (to v4.7.6, another Ruby, which must pass, then to the broken v4.7.7,
+which must roll back) through playbooks/upgrade.yml, exactly the playbook
 `fedictl upgrade mastodon` runs, and check what a visitor and the admin would see.
 """
 
@@ -126,7 +127,7 @@ def _secrets() -> list[str]:
     ]
 
 
-def _upgrade(version: str, archive_version: str) -> str:
+def _upgrade(version: str, archive_version: str, **extra: str) -> str:
     """Run playbooks/upgrade.yml as `fedictl upgrade mastodon --to VERSION` does; return output."""
     standin = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "standin"
     archive = standin / f"mastodon-standin-{archive_version}.tar.gz"
@@ -140,6 +141,7 @@ def _upgrade(version: str, archive_version: str) -> str:
                 "mastodon_version": version,
                 "mastodon_release_archive": str(archive),
                 "mastodon_release_archive_checksum": f"sha256:{checksum}",
+                **extra,
             }
         ),
     )
@@ -149,7 +151,7 @@ def _upgrade(version: str, archive_version: str) -> str:
     return f"rc={proc.returncode}\n{output}"
 
 
-# --- v4.5.13 as installed by converge ---------------------------------------------------------
+# --- v4.6.9 as installed by converge ----------------------------------------------------------
 
 
 def test_v1_is_served_over_tls_through_nginx(host: testinfra.host.Host) -> None:
@@ -158,7 +160,7 @@ def test_v1_is_served_over_tls_through_nginx(host: testinfra.host.Host) -> None:
     assert (status, body.strip()) == (200, b"OK")
     status, _, body = _get("/api/v1/streaming/health")
     assert (status, body.strip()) == (200, b"OK")
-    assert _instance_version() == "4.5.13"
+    assert _instance_version() == "4.6.9"
 
 
 def test_http_redirects_to_https(host: testinfra.host.Host) -> None:
@@ -170,11 +172,11 @@ def test_http_redirects_to_https(host: testinfra.host.Host) -> None:
 
 def test_release_layout(host: testinfra.host.Host) -> None:
     live = host.file(f"{HOME}/live")
-    assert live.is_symlink and live.linked_to == f"{HOME}/releases/v4.5.13"
-    assert host.file(f"{HOME}/releases/v4.5.13/.env.production").linked_to == ENV_FILE
-    media = host.file(f"{HOME}/releases/v4.5.13/public/system")
+    assert live.is_symlink and live.linked_to == f"{HOME}/releases/v4.6.9"
+    assert host.file(f"{HOME}/releases/v4.6.9/.env.production").linked_to == ENV_FILE
+    media = host.file(f"{HOME}/releases/v4.6.9/public/system")
     assert media.linked_to == f"{HOME}/shared/public/system"
-    assert host.file(MARKER).content_string.strip() == "v4.5.13"
+    assert host.file(MARKER).content_string.strip() == "v4.6.9"
 
 
 def test_env_file_is_private_and_complete(host: testinfra.host.Host) -> None:
@@ -287,7 +289,7 @@ def check_inventory(
         "org_name": "Check Mastodon",
         "admin_email": f"admin@{DOMAIN}",
         "admin_ssh_keys": list(cast(list[str], _vars()["fedictl_admin_ssh_keys"])),
-        "apps": {"mastodon": {"local_domain": DOMAIN, "version": "v4.5.13", "redis_db": 1}},
+        "apps": {"mastodon": {"local_domain": DOMAIN, "version": "v4.6.9", "redis_db": 1}},
         "servers": [
             {
                 "name": "ms-web",
@@ -383,11 +385,11 @@ def test_fedictl_check_finds_the_instance_healthy_then_a_stopped_unit(
         k: (r["status"], r["value"], r["hint"]) for k, r in results.items() if r["status"] != "OK"
     }
     assert code == 0 and not not_ok, not_ok
-    assert "version 4.5.13" in results["api"]["value"], results["api"]
+    assert "version 4.6.9" in results["api"]["value"], results["api"]
     # No advisory fedictl knows is fixed by a later 4.5 release (fedictl/apps/mastodon.py).
-    assert "no known advisory on the 4.5 line" in results["release"]["value"], results["release"]
+    assert "no known advisory on the 4.6 line" in results["release"]["value"], results["release"]
     assert "reports mastodon" in results["nodeinfo"]["value"], results["nodeinfo"]
-    assert "version 4.5.13" in results["nodeinfo"]["value"], results["nodeinfo"]
+    assert "version 4.6.9" in results["nodeinfo"]["value"], results["nodeinfo"]
 
     assert host.run("systemctl stop mastodon-streaming@4000").rc == 0
     try:
@@ -544,8 +546,8 @@ def test_restore_installs_the_app_on_a_new_server_and_brings_the_data_back(
     status, _, body = https_get(new.address, DOMAIN, f"/system/{MEDIA_PATH}", _pebble_root())
     assert status == 200 and hashlib.sha256(body).hexdigest() == seeded["media"]
     status, _, body = https_get(new.address, DOMAIN, "/api/v2/instance", _pebble_root())
-    assert status == 200 and json.loads(body)["version"] == "4.5.13"
-    assert new_host.file(MARKER).content_string.strip() == "v4.5.13"
+    assert status == 200 and json.loads(body)["version"] == "4.6.9"
+    assert new_host.file(MARKER).content_string.strip() == "v4.6.9"
     # The configuration is the backup's; the one the install generated was moved aside, private.
     assert new_host.file(ENV_FILE).sha256sum == host.file(ENV_FILE).sha256sum
     assert (new_host.file(ENV_FILE).user, new_host.file(ENV_FILE).mode) == ("mastodon", 0o600)
@@ -586,43 +588,50 @@ def test_preflight_refuses_a_target_whose_requirements_are_not_met(
     host: testinfra.host.Host, seeded: dict[str, str]
 ) -> None:
     backups_before = host.run("ls %s 2>/dev/null | wc -l", BACKUPS).stdout.strip()
-    out = _upgrade("v4.6.5", "v4.5.14")  # 4.6 needs Node 22; Debian 13 ships 20
+    env_before = host.file(ENV_FILE).sha256sum
+    # The cache cannot confirm its version (a vault whose Redis password went stale): refused before
+    # anything changes, naming the cache.
+    stale = "TEST-ONLY-not-the-password"
+    out = _upgrade("v4.7.6", "v4.7.6", mastodon_redis_password=stale)
     assert not out.startswith("rc=0"), out[-2000:]
-    assert "needs 22 or newer" in out, out[-2000:]
-    assert host.file(MARKER).content_string.strip() == "v4.5.13"
-    assert not host.file(f"{HOME}/releases/v4.6.5").exists
+    assert "did not answer with the password" in out, out[-2000:]
+    assert "Deploy the cache first" in out, out[-2000:]
+    assert host.file(MARKER).content_string.strip() == "v4.6.9"
+    assert not host.file(f"{HOME}/releases/v4.7.6").exists
     assert host.run("ls %s 2>/dev/null | wc -l", BACKUPS).stdout.strip() == backups_before
+    assert host.file(ENV_FILE).sha256sum == env_before
 
 
 def test_a_downgrade_is_refused(host: testinfra.host.Host) -> None:
-    out = _upgrade("v4.5.12", "v4.5.13")
+    out = _upgrade("v4.6.8", "v4.6.9")
     assert not out.startswith("rc=0")
-    assert "newer than mastodon_version v4.5.12" in out, out[-2000:]
+    assert "newer than mastodon_version v4.6.8" in out, out[-2000:]
 
 
 def test_upgrade_to_v2_keeps_data_and_serves_v2(
     host: testinfra.host.Host, seeded: dict[str, str], process_table: str
 ) -> None:
-    out = _upgrade("v4.5.14", "v4.5.14")
+    web_pid = host.check_output("systemctl show --property=MainPID --value mastodon-web.service")
+    out = _upgrade("v4.7.6", "v4.7.6")
     assert out.startswith("rc=0"), out[-3000:]
-    assert _instance_version() == "4.5.14"
-    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.5.14"
-    assert host.file(MARKER).content_string.strip() == "v4.5.14"
+    assert _instance_version() == "4.7.6"
+    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.7.6"
+    assert host.file(MARKER).content_string.strip() == "v4.7.6"
     assert _statuses_fingerprint(host) == seeded["statuses"]
     assert _media_digest_over_https() == seeded["media"]
-    # Both migration phases ran: v2's column (pre) and its post-deployment migration.
+    # 4.6 -> 4.7 changes .ruby-version: the web unit was restarted (a new main process), not
+    # reloaded (Puma's hot restart keeps its process and would re-run the old Ruby).
+    assert "asks for Ruby 4.0.10 where v4.6.9 ran 4.0.5" in out, out[-3000:]
+    new_pid = host.check_output("systemctl show --property=MainPID --value mastodon-web.service")
+    assert new_pid not in ("0", web_pid), (web_pid, new_pid)
+    # Both migration phases ran: v2's table (pre) and its backfill (post-deployment): one key pair
+    # per local account.
     applied = _psql(host, "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
-    assert (
-        _psql(
-            host,
-            "SELECT count(*) FROM information_schema.columns"
-            " WHERE table_name = 'statuses' AND column_name = 'language'",
-        )
-        == "1"
-    ), applied
+    local_accounts = _psql(host, "SELECT count(*) FROM accounts WHERE domain IS NULL")
+    assert _psql(host, "SELECT count(*) FROM keypairs") == local_accounts != "0", applied
     # The old release stays for a rollback; a verified backup was taken first.
-    assert host.file(f"{HOME}/releases/v4.5.13").is_directory
-    dumps = host.check_output("ls %s/*-v4.5.13-to-v4.5.14/mastodon_production.dump", BACKUPS)
+    assert host.file(f"{HOME}/releases/v4.6.9").is_directory
+    dumps = host.check_output("ls %s/*-v4.6.9-to-v4.7.6/mastodon_production.dump", BACKUPS)
     assert host.run("pg_restore --list %s", dumps).rc == 0
     env_copy = host.file(dumps.rsplit("/", 1)[0] + "/env.production")
     assert (env_copy.user, env_copy.mode) == ("root", 0o600)
@@ -630,13 +639,13 @@ def test_upgrade_to_v2_keeps_data_and_serves_v2(
 
 def test_failed_upgrade_rolls_back_to_v2(host: testinfra.host.Host, seeded: dict[str, str]) -> None:
     migrations_before = _psql(host, "SELECT count(*) FROM schema_migrations")
-    out = _upgrade("v4.5.15", "v4.5.15-broken")
+    out = _upgrade("v4.7.7", "v4.7.7-broken")
     assert not out.startswith("rc=0"), out[-3000:]
     assert "failed its health gate" in out and "Rolled back" in out, out[-3000:]
     assert "Nothing was lost" in out
-    assert _instance_version() == "4.5.14"
-    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.5.14"
-    assert host.file(MARKER).content_string.strip() == "v4.5.14"
+    assert _instance_version() == "4.7.6"
+    assert host.file(f"{HOME}/live").linked_to == f"{HOME}/releases/v4.7.6"
+    assert host.file(MARKER).content_string.strip() == "v4.7.6"
     assert _statuses_fingerprint(host) == seeded["statuses"]
     assert _media_digest_over_https() == seeded["media"]
     # Only v3's pre-deployment migration ran (additive); its post-deployment one did not.

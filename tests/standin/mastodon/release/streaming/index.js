@@ -44,6 +44,15 @@ function loadDotenv(file) {
 // Upstream: ../.env.production only when NODE_ENV=production, else ../.env.
 loadDotenv(path.resolve(here, '..', environment === 'production' ? '.env.production' : '.env'));
 
+// The release's package.json names the Node it runs on (engines.node, ">=N"): refuse an older one, as
+// the release's own dependencies would (Mastodon 4.6 and later need Node 22; Debian 13 ships 20).
+const engines = JSON.parse(fs.readFileSync(path.resolve(here, '..', 'package.json'), 'utf8')).engines || {};
+const wantedMajor = parseInt(String(engines.node || '>=0').replace(/^>=\s*/, ''), 10);
+if (parseInt(process.versions.node, 10) < wantedMajor) {
+  console.error(`[stand-in streaming] Node ${process.versions.node} is older than this release's engines.node ${engines.node}`);
+  process.exit(1);
+}
+
 const versionFile = fs.readFileSync(path.resolve(here, '..', 'lib', 'mastodon', 'version.rb'), 'utf8');
 const VERSION = (versionFile.match(/STANDIN_VERSION = '([^']+)'/) || [null, 'unknown'])[1];
 
