@@ -99,6 +99,9 @@ class S3:
     region: str = ""
     access_key_id: str = ""
     secret_access_key: str = ""  # secret: written to the vault as vault_s3_secret_access_key
+    public_host: str = ""  # where media are served from (a CDN, or this server with proxy)
+    permission: str = ""  # canned ACL per upload: '' (the apps' default), private, public-read
+    proxy: bool = False  # nginx on the web hosts serves public_host from the bucket
 
 
 @dataclass

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fedictl import apps, names, secrets, vault, yamlio
 from fedictl.apps import App
@@ -39,7 +40,18 @@ SMTP_TLS = ("starttls", "tls", "none")
 REDIS_DBS = 16  # redis.conf `databases 16`
 _SMTP_KEYS = ("host", "port", "user", "from_address", "tls")
 _ACME_KEYS = ("email", "directory_url", "ca_file")
-_S3_KEYS = ("enabled", "endpoint", "bucket", "region", "access_key_id")
+_S3_KEYS = (
+    "enabled",
+    "endpoint",
+    "bucket",
+    "region",
+    "access_key_id",
+    "public_host",
+    "permission",
+    "proxy",
+)
+# Canned ACLs the apps may send with each upload ('' = the app's default, public-read).
+_S3_PERMISSIONS = ("", "private", "public-read")
 _FIX_SECRET = "run `fedictl secrets ensure -i INVENTORY` to generate it"  # noqa: S105 - advice, not a secret
 # Host names Ansible gives a meaning of its own (the implicit localhost, the built-in groups).
 ANSIBLE_NAMES = ("localhost", "127.0.0.1", "::1", "all", "ungrouped")
@@ -526,11 +538,44 @@ class _Checker:
             lambda x: isinstance(x, str) and bool(x.strip()),
             "the access key id",
         )
+        self.s3_public_host(s)
         if secrets.is_missing(self.vars.get("vault_s3_secret_access_key")):
             self.add(
                 "vault_s3_secret_access_key",
                 "nothing",
                 "set the S3 secret access key with `ansible-vault edit`",
+            )
+
+    def s3_public_host(self, s: dict[str, Any]) -> None:
+        """Where the world fetches media. The apps build media URLs on AWS's host unless told
+        another (Mastodon's paperclip.rb: S3_ALIAS_HOST, else S3_HOSTNAME, else
+        s3-<region>.amazonaws.com), so a provider that is not AWS needs a public host: a CDN, or
+        fedictl's proxy (``proxy``)."""
+        public_host = s.get("public_host", "")
+        proxy = s.get("proxy", False)
+        if not isinstance(proxy, bool):
+            self.add("fedictl_s3.proxy", describe(proxy), "write true or false")
+            proxy = False
+        permission = s.get("permission", "")
+        if permission not in _S3_PERMISSIONS:
+            self.add(
+                "fedictl_s3.permission",
+                describe(permission),
+                "write '' (the apps' default, public-read), private or public-read",
+            )
+        if public_host != "" and not (isinstance(public_host, str) and is_domain(public_host)):
+            self.add("fedictl_s3.public_host", describe(public_host), "set it to a domain name")
+            return
+        endpoint = s.get("endpoint")
+        host = urlsplit(endpoint).hostname if isinstance(endpoint, str) else None
+        on_aws = host is not None and (host == "amazonaws.com" or host.endswith(".amazonaws.com"))
+        if not public_host and (proxy or (host is not None and not on_aws)):
+            self.add(
+                "fedictl_s3.public_host",
+                "nothing" if proxy else f"nothing, with the endpoint {host}, which is not AWS",
+                "set the host media are served from, e.g. media.example.org: a CDN in front of the "
+                "bucket, or this server with fedictl_s3.proxy: true (else every media URL points "
+                "at s3-<region>.amazonaws.com)",
             )
 
     def secrets(self, enabled: dict[str, dict[str, Any]]) -> None:

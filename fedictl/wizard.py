@@ -131,6 +131,13 @@ _AFTER_APPS: tuple[Question, ...] = (
     Question("s3.region", "--s3-region", "S3 region", _const("us-east-1"), when=_s3_enabled),
     Question("s3.access_key_id", "--s3-access-key-id", "S3 access key id", when=_s3_enabled),
     Question(
+        "s3.public_host",
+        "--s3-public-host",
+        "Domain media are served from (a CDN, or this server; empty: AWS's own URLs)",
+        _const(""),
+        when=_s3_enabled,
+    ),
+    Question(
         "s3.secret_access_key",
         "",
         "S3 secret access key",

@@ -76,6 +76,7 @@ def _full_answers(top: Path) -> dict[str, Any]:
     answers["s3"] = {
         "enabled": True,
         "endpoint": "https://s3.example.test",
+        "public_host": "media.example.test",
         "bucket": "media",
         "region": "eu-1",
         "access_key_id": "AKIAEXAMPLE",

@@ -262,7 +262,7 @@ def test_validate_refuses_control_characters(
 ) -> None:
     main, secrets = demo.main_vars(), demo.vault_data()
     main["fedictl_s3"].update(enabled=True, endpoint="https://s3.example.test", bucket="media")
-    main["fedictl_s3"].update(region="eu-1", access_key_id="AKIA")
+    main["fedictl_s3"].update(region="eu-1", access_key_id="AKIA", public_host="media.example.test")
     secrets["vault_s3_secret_access_key"] = "s3-secret"
     main["fedictl_smtp"]["user"] = "mailer"
     secrets["vault_smtp_password"] = "smtp-password"
@@ -297,6 +297,7 @@ def test_init_refuses_control_characters_and_writes_nothing(
     answers["s3"] = {
         "enabled": True,
         "endpoint": "https://s3.example.test",
+        "public_host": "media.example.test",
         "bucket": "media",
         "region": "eu-1",
         "access_key_id": "AKIA",

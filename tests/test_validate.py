@@ -149,6 +149,73 @@ def test_optional_settings_the_playbooks_read_are_accepted(demo: Project) -> Non
     assert f"{override}: hosts.lab1.fedictl_private_address: found 'not-an-ip'" in result.stderr
 
 
+def _media_in_a_bucket(demo: Project, endpoint: str, **s3: object) -> Any:
+    """Turn media in object storage on, complete but for what ``s3`` changes; validate."""
+    main = demo.main_vars()
+    main["fedictl_s3"] = {
+        "enabled": True,
+        "endpoint": endpoint,
+        "bucket": "org-media",
+        "region": "us-east-1",
+        "access_key_id": "AKIATESTONLY",
+        **s3,
+    }
+    demo.write_main_vars(main)
+    data = demo.vault_data()
+    data["vault_s3_secret_access_key"] = "TEST-ONLY-s3-secret"
+    demo.write_vault_data(data)
+    return _validate(demo)
+
+
+def test_media_off_aws_need_a_public_host(demo: Project) -> None:
+    """Mastodon builds media URLs on s3-<region>.amazonaws.com unless S3_ALIAS_HOST (or
+    S3_HOSTNAME) says otherwise: another provider without a public host is refused up front."""
+    result = _media_in_a_bucket(demo, "https://objects.example.net")
+    assert result.exit_code == 2, result.output
+    line = next(x for x in result.stderr.splitlines() if "fedictl_s3.public_host:" in x)
+    assert "found nothing, with the endpoint objects.example.net, which is not AWS" in line
+    assert "fedictl_s3.proxy: true" in line
+    assert _media_in_a_bucket(demo, "https://s3.eu-west-1.amazonaws.com").exit_code == 0
+    ok = _media_in_a_bucket(demo, "https://objects.example.net", public_host="media.example.org")
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    ("s3", "key", "found"),
+    [
+        ({"proxy": True}, "fedictl_s3.public_host", "found nothing"),
+        ({"proxy": "yes", "public_host": "media.example.org"}, "fedictl_s3.proxy", "found 'yes'"),
+        ({"public_host": "https://media.example.org"}, "fedictl_s3.public_host", "found"),
+        ({"permission": "authenticated-read"}, "fedictl_s3.permission", "found"),
+    ],
+    ids=["proxy-without-host", "proxy-not-bool", "host-is-a-url", "unknown-acl"],
+)
+def test_media_host_settings_are_checked(
+    demo: Project, s3: dict[str, object], key: str, found: str
+) -> None:
+    result = _media_in_a_bucket(demo, "https://s3.eu-west-1.amazonaws.com", **s3)
+    assert result.exit_code == 2, result.output
+    assert f"{demo.inventory() / MAIN}: {key}: {found}" in result.stderr, result.stderr
+    assert "TEST-ONLY-s3-secret" not in result.output
+
+
+def test_media_proxy_with_its_host_and_extra_media_hosts_are_accepted(demo: Project) -> None:
+    main = demo.main_vars()
+    main["fedictl_apps"]["mastodon"]["extra_media_hosts"] = ["cdn.example.org"]
+    demo.write_main_vars(main)
+    result = _media_in_a_bucket(
+        demo, "https://objects.example.net", public_host="media.example.org", proxy=True,
+        permission="private",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    main = demo.main_vars()
+    main["fedictl_apps"]["mastodon"]["extra_media_hosts"] = "cdn.example.org"
+    demo.write_main_vars(main)
+    result = _validate(demo)
+    assert result.exit_code == 2
+    assert "fedictl_apps.mastodon.extra_media_hosts: found" in result.stderr
+
+
 @pytest.mark.parametrize(("file", "key", "edit"), MAIN_CASES, ids=[c[1] for c in MAIN_CASES])
 def test_bad_settings_are_named_by_file_and_key(
     demo: Project, file: str, key: str, edit: Edit

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from fedictl import names
 from fedictl.apps import ApiEndpoint, App, Question, Rule, TextEndpoint, TextSetting
 from fedictl.releases import Advisory, Line, Release
 from fedictl.secret_formats import (
@@ -177,6 +178,11 @@ OPTIONAL_TEXT = {
     "owner_username": TextSetting(
         lambda x: isinstance(x, str) and bool(_USERNAME_RE.fullmatch(x)),
         "1-30 lowercase letters, digits or '_' (the owner account's username)",
+    ),
+    # EXTRA_MEDIA_HOSTS: a list, in the Content-Security-Policy of every page.
+    "extra_media_hosts": TextSetting(
+        lambda x: isinstance(x, list) and all(isinstance(h, str) and names.is_domain(h) for h in x),
+        "a list of domain names media may load from, e.g. [cdn.example.org]",
     ),
 }
 
