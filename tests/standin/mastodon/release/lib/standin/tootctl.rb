@@ -5,6 +5,7 @@ require 'fileutils'
 require 'optparse'
 require 'securerandom'
 require_relative '../../config/environment'
+require_relative 'access_tokens'
 require_relative 'features'
 
 module StandIn
@@ -27,6 +28,7 @@ module StandIn
       %w(cache clear) => :cache_clear,
       %w(standin seed) => :standin_seed,
       %w(standin post) => :standin_post,
+      %w(standin token) => :standin_token,
     }.freeze
 
     def self.start(argv)
@@ -271,6 +273,21 @@ module StandIn
         connection.exec_params('UPDATE statuses SET uri = $1 WHERE id = $2',
                                ["https://#{Config.web_domain}/users/#{username}/statuses/#{id}", id])
         puts "OK #{id}"
+      end
+    end
+
+    # Stand-in only: the API access token of local user USERNAME (see AccessTokens), for
+    # `Authorization: Bearer ...`; real Mastodon issues tokens through OAuth apps.
+    def standin_token(args)
+      _options, (username,) = parse(args, {}, arguments: 1)
+      DB.with('mastodon-standin: tootctl') do |connection|
+        row = connection.exec_params(<<~SQL, [username]).first
+          SELECT users.id, users.encrypted_password FROM users JOIN accounts ON accounts.id = users.account_id
+          WHERE accounts.domain IS NULL AND lower(accounts.username) = lower($1)
+        SQL
+        raise Failure, 'No user with such username' unless row
+
+        puts AccessTokens.for_user(row['id'], row['encrypted_password'])
       end
     end
 

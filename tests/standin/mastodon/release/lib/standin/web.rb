@@ -1,12 +1,15 @@
 # frozen_string_literal: true
 
 require 'rack'
+require_relative 'access_tokens'
 require_relative 'assets'
 require_relative 'features'
+require_relative 'media'
 
 module StandIn
   # The stand-in's web process: a Rack app served by real puma. Answers the endpoints a deployment
-  # checks, with Mastodon's host authorization and force_ssl rules and data read from PostgreSQL.
+  # checks, with Mastodon's host authorization and force_ssl rules and data read from PostgreSQL,
+  # and takes media uploads (stored on the file system or through an S3 API, see Media and S3).
   class Web
     HTML = 'text/html; charset=utf-8'
     JSON_TYPE = 'application/json; charset=utf-8'
@@ -27,6 +30,10 @@ module StandIn
       [%r{\A/users/(#{USERNAME})/outbox\z}io, :outbox],
       [%r{\A/users/(#{USERNAME})\z}io, :actor],
       [%r{\A/@(#{USERNAME})\z}io, :profile],
+      [%r{\A/api/v1/media/([^/]+)\z}, :show_media],
+    ].freeze
+    POST_ROUTES = [
+      [%r{\A/api/v2/media\z}, :create_media],
     ].freeze
 
     def call(env)
@@ -48,9 +55,12 @@ module StandIn
     private
 
     def route(request)
-      return not_found unless %w(GET HEAD).include?(request.request_method)
-
-      ROUTES.each do |pattern, action|
+      routes = case request.request_method
+               when 'GET', 'HEAD' then ROUTES
+               when 'POST' then POST_ROUTES
+               else return not_found
+               end
+      routes.each do |pattern, action|
         match = pattern.match(request.path_info)
         return send(action, request, *match.captures) if match
       end
@@ -224,6 +234,61 @@ module StandIn
       html(200, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>@#{h(account['username'])}" \
                 "</title></head><body><h1>@#{h(account['username'])}@#{h(Config.local_domain)}</h1>" \
                 "<p>#{h(title)}</p></body></html>\n")
+    end
+
+    # POST /api/v2/media (Api::V2::MediaController#create): multipart/form-data with the file in
+    # `file`, a user's Bearer token. 200 with the attachment (the stand-in processes nothing, so never
+    # 202); 422 when the file is missing, of a type the stand-in does not take, or too large. A storage
+    # server that cannot be reached answers 503 as Mastodon's API does for
+    # Seahorse::Client::NetworkingError; one that refuses the write (S3::Error) is not rescued, as
+    # upstream's aws-sdk errors are not: the request ends in the 500 page.
+    def create_media(request)
+      _user, refusal = authenticate(request)
+      return refusal if refusal
+
+      file = begin
+        request.POST['file']
+      rescue StandardError => e # Rack's multipart errors: a malformed body
+        warn "[stand-in web] POST #{request.path_info}: unreadable body: #{e.class}: #{e.message}"
+        return json(400, { error: 'Bad Request' })
+      end
+      return json(422, { error: "Validation failed: File can't be blank" }) unless file.is_a?(Hash) && file[:tempfile]
+
+      json(200, Media.create(file[:filename], file[:type], file[:tempfile].path))
+    rescue Media::Invalid => e
+      json(422, { error: "Validation failed: #{e.message}" })
+    rescue S3::NetworkingError => e
+      warn "[stand-in web] Storage server error: #{e.message}"
+      json(503, { error: 'There was a temporary problem serving your request, please try again' })
+    ensure
+      # What Rack::TempfileReaper (in Rails' middleware) does: the uploaded parts' files go at once.
+      Array(request.env['rack.tempfiles']).each(&:close!)
+    end
+
+    # GET /api/v1/media/:id (Api::V1::MediaController#show): an attachment not yet used by a status.
+    # The stand-in's schema records no owner, so any local user's token sees any such attachment.
+    def show_media(request, id)
+      _user, refusal = authenticate(request)
+      return refusal if refusal
+
+      attachment = Media.find_unattached(id)
+      attachment ? json(200, attachment) : not_found(request)
+    end
+
+    # Doorkeeper's answer to a missing or unknown token, then Api::BaseController#require_user!'s.
+    def authenticate(request)
+      token = request.get_header('HTTP_AUTHORIZATION').to_s[/\ABearer\s+(\S+)\s*\z/i, 1]
+      user = token && DB.with('mastodon-standin: web') { |connection| AccessTokens.find_user(connection, token) }
+      unless user
+        return [nil, [401, { 'content-type' => JSON_TYPE,
+                             'www-authenticate' => 'Bearer realm="Doorkeeper", error="invalid_token", ' \
+                                                   'error_description="The access token is invalid"' },
+                      [JSON.generate({ error: 'The access token is invalid' })]]]
+      end
+      return [nil, json(403, { error: 'Your login is missing a confirmed e-mail address' })] unless user['confirmed'] == 't'
+      return [nil, json(403, { error: 'Your login is currently pending approval' })] unless user['approved'] == 't'
+
+      [user, nil]
     end
 
     def not_found(request = nil)
