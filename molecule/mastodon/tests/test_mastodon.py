@@ -670,3 +670,103 @@ def test_no_secret_on_any_process_command_line(
         "a secret on a command line: "
         + leaked[0].replace(next(s for s in _secrets() if s in leaked[0]), "<SECRET>")[:300]
     )
+
+
+# --- media in object storage, served through the public media host ---------------------------
+
+MEDIA_HOST = "media.example.test"
+BUCKET = "ms-media"
+# moto accepts any secret: this proves what the app sends and where, not a provider's checks.
+S3_SECRET = "TEST-ONLY-ms-s3-secret-9a41c7"  # noqa: S105 - a test-only value
+
+
+def test_media_in_object_storage_are_served_through_the_public_media_host(
+    host: testinfra.host.Host,
+) -> None:
+    """The inventory turns object storage on with another provider than AWS (moto's S3 server on
+    ms-acme) and fedictl's media proxy: the stand-in stores an upload in the bucket, the URL it
+    hands out is on the public media host, and that URL, fetched over HTTPS with the host's own
+    pebble certificate, returns the uploaded bytes, from nginx in front of the bucket."""
+    acme = _lab_host("ms-acme")
+    acme_address = str(acme.ansible.get_variables()["ansible_host"])
+    endpoint = f"http://{acme_address}:5000"
+    acme.run_expect(
+        [0],
+        f"systemd-run --unit=ms-moto --property=Restart=no python3 -m moto.server"
+        f" -H {acme_address} -p 5000",
+    )
+    try:
+        for _ in range(40):  # moto takes a moment to start
+            if host.run("curl -s -o /dev/null %s/", endpoint).rc == 0:
+                break
+            time.sleep(0.5)
+        host.run_expect([0], "curl -sf -X PUT %s/%s", endpoint, BUCKET)
+        settings = {
+            "fedictl_s3": {
+                "enabled": True,
+                "endpoint": endpoint,
+                "bucket": BUCKET,
+                "region": "us-east-1",
+                "access_key_id": "TESTONLYMSACCESSKEY",
+                "public_host": MEDIA_HOST,
+                "proxy": True,
+            },
+            "vault_s3_secret_access_key": S3_SECRET,
+        }
+        standin = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "standin"
+        archive = standin / "mastodon-standin-v4.7.6.tar.gz"
+        checksum = (standin / f"{archive.name}.sha256").read_text().split()[0]
+        running = {
+            "mastodon_version": "v4.7.6",
+            "mastodon_release_archive": str(archive),
+            "mastodon_release_archive_checksum": f"sha256:{checksum}",
+        }
+        for playbook in ("proxy.yml", "mastodon.yml"):
+            proc = run_playbook(
+                PROJECT / "playbooks" / playbook, "--extra-vars", json.dumps(settings | running)
+            )
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            assert S3_SECRET not in proc.stdout + proc.stderr
+        env = host.file(ENV_FILE).content_string.splitlines()
+        assert f"S3_ALIAS_HOST={MEDIA_HOST}" in env and f"S3_ENDPOINT={endpoint}" in env, env
+        _wait_for_streaming()
+
+        # An upload through the API, as a client makes it, with the owner's token.
+        token = host.check_output(
+            "cd %s/live && runuser -u mastodon -- env RAILS_ENV=production bin/tootctl"
+            " standin token admin",
+            HOME,
+        )
+        host.run_expect([0], "head -c 48000 /dev/urandom > /tmp/ms-upload.png")
+        upload = host.run(
+            "curl -sf --resolve %s:443:127.0.0.1 -H 'Authorization: Bearer %s'"
+            " -F 'file=@/tmp/ms-upload.png;type=image/png' https://%s/api/v2/media",
+            DOMAIN, token, DOMAIN,
+        )  # fmt: skip
+        assert upload.rc == 0, upload.stderr
+        url = json.loads(upload.stdout)["url"]
+        assert url.startswith(f"https://{MEDIA_HOST}/media_attachments/files/"), url
+        key = url.removeprefix(f"https://{MEDIA_HOST}/")
+        sent = host.check_output("sha256sum /tmp/ms-upload.png | cut -d' ' -f1")
+
+        # The object is in the bucket, not on the server's disk.
+        in_bucket = host.check_output("curl -sf %s/%s/%s | sha256sum | cut -d' ' -f1",
+                                      endpoint, BUCKET, key)  # fmt: skip
+        assert in_bucket == sent
+        assert not host.file(f"{HOME}/shared/public/system/{key}").exists
+
+        # Fetched by a visitor: the media host's own certificate, nginx in front of the bucket.
+        status, headers, body = https_get(_address(), MEDIA_HOST, f"/{key}", _pebble_root())
+        assert status == 200, body[:300]
+        assert hashlib.sha256(body).hexdigest() == sent
+        assert headers.get("x-content-type-options") == "nosniff"
+        assert "x-amz-request-id" not in headers
+        assert headers.get("x-cache-status") in ("MISS", "HIT", "EXPIRED"), headers
+        # Only GET reaches the bucket through the proxy.
+        put = host.run(
+            "curl -s -o /dev/null -w '%%{http_code}' --resolve %s:443:127.0.0.1 -X PUT"
+            " --data x https://%s/%s", MEDIA_HOST, MEDIA_HOST, key,
+        )  # fmt: skip
+        assert put.stdout == "403", put.stdout
+    finally:
+        acme.run("systemctl stop ms-moto")
