@@ -405,7 +405,7 @@ def test_a_malformed_backup_status_file_is_unknown() -> None:
     import base64
 
     instance = check.Instance(
-        "peertube", "video.example.test", "video.example.test", "v8.2.1", (HOST,), "root"
+        "peertube", "video.example.test", "video.example.test", "v8.3.2", (HOST,), "root"
     )
     facts = {
         "path": "/x/status.json",

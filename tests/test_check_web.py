@@ -65,8 +65,8 @@ def test_every_instance_healthy_is_ok_and_exits_0(
     web = set(check.GROUPS["web"])
     assert checks == (
         {(MASTODON, c) for c in web}
-        # fedictl knows no release lines of PeerTube and Pixelfed yet: no "release" row for them.
-        | {(PEERTUBE, c) for c in web - {"streaming", "release"}}
+        # fedictl knows no release lines of Pixelfed yet: no "release" row for it.
+        | {(PEERTUBE, c) for c in web - {"streaming"}}
         | {(PIXELFED, c) for c in web - {"streaming", "release"}}
     )
     assert all(r["status"] == "OK" and r["hint"] == "" for r in data["results"])
@@ -427,7 +427,7 @@ def test_a_name_that_does_not_resolve(ca: CA) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     instance = check.Instance(
-        "peertube", "video.example.test", "video.example.test", "v8.2.1", (), "root"
+        "peertube", "video.example.test", "video.example.test", "v8.3.2", (), "root"
     )
     options = check.Options(
         checks=check.selected_checks([], ["host"]),
@@ -494,7 +494,7 @@ def test_one_slow_instance_does_not_delay_the_others(ca: CA) -> None:
     try:
         instances = [
             check.Instance("mastodon", MASTODON, MASTODON, "v4.7.6", (), "admin"),
-            check.Instance("peertube", PEERTUBE, PEERTUBE, "v8.2.1", (), "root"),
+            check.Instance("peertube", PEERTUBE, PEERTUBE, "v8.3.2", (), "root"),
         ]
         options = check.Options(
             checks=check.selected_checks([], ["host"]),

@@ -63,7 +63,7 @@ def test_runs_the_upgrade_playbook_with_the_target_then_pins_it(demo: Project, f
     assert f"Pinned mastodon v4.7.7 in {main}" in result.output
     # The edit keeps the file's comments and every other setting.
     assert [ln for ln in main.read_text().splitlines() if ln.startswith("#")] == comment_lines
-    assert demo.main_vars()["fedictl_apps"]["peertube"]["version"] == "v8.2.1"
+    assert demo.main_vars()["fedictl_apps"]["peertube"]["version"] == "v8.3.2"
 
 
 def test_a_failed_upgrade_keeps_the_pin_and_passes_the_exit_code(
