@@ -60,12 +60,22 @@ class Plan:
     release_archive: str | None = None
     release_archive_checksum: str | None = None
 
+    def checksum(self) -> tuple[str, str]:
+        """The app's checksum setting and the value it takes (its registry says which form)."""
+        declared = registered(self.app)
+        value = self.release_archive_checksum or ""
+        if not declared.checksum_prefixed:
+            value = value.removeprefix("sha256:")
+        return declared.checksum_setting, value
+
     def extra_vars(self) -> dict[str, str]:
-        """What the upgrade playbook gets as extra vars (highest precedence)."""
-        out = {f"{self.app}_version": self.target}
+        """What the upgrade playbook gets as extra vars (highest precedence); fedictl_upgrade_app
+        chooses the app's play in playbooks/upgrade.yml."""
+        out = {"fedictl_upgrade_app": self.app, f"{self.app}_version": self.target}
         if self.release_archive is not None:
             out[f"{self.app}_release_archive"] = self.release_archive
-            out[f"{self.app}_release_archive_checksum"] = self.release_archive_checksum or ""
+            setting, value = self.checksum()
+            out[f"{self.app}_{setting}"] = value
         return out
 
 
@@ -134,7 +144,8 @@ def pin(main_vars: Path, done: Plan) -> bool:
     updates = {"version": done.target}
     if done.release_archive is not None:
         updates["release_archive"] = done.release_archive
-        updates["release_archive_checksum"] = done.release_archive_checksum or ""
+        setting, value = done.checksum()
+        updates[setting] = value
     start = _block(lines, ["fedictl_apps:", f"  {done.app}:"])
     for key, value in updates.items():
         lines = _set(lines, start, key, value)

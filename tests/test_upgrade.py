@@ -58,7 +58,7 @@ def test_runs_the_upgrade_playbook_with_the_target_then_pins_it(demo: Project, f
     argv = call["argv"]
     assert argv[-1] == "playbooks/upgrade.yml"
     extra = json.loads(argv[argv.index("--extra-vars") + 1])
-    assert extra == {"mastodon_version": "v4.7.7"}
+    assert extra == {"fedictl_upgrade_app": "mastodon", "mastodon_version": "v4.7.7"}
     assert _pin(demo) == "v4.7.7"
     assert f"Pinned mastodon v4.7.7 in {main}" in result.output
     # The edit keeps the file's comments and every other setting.
@@ -114,7 +114,8 @@ def test_check_mode_does_not_pin(demo: Project, fake: Path) -> None:
         (["mastodon", "--to", "v4.6"], "is not a release tag"),
         (["mastodon", "--to", "main"], "is not a release tag"),
         (["mastodon", "--to", "v4.5.15"], "older than the pinned v4.7.6"),
-        (["peertube", "--to", "v8.3.0"], "fedictl upgrades only mastodon"),
+        (["pixelfed", "--to", "v0.14.5"], "fedictl upgrades only mastodon, peertube"),
+        (["peertube", "--to", "v8.2.4"], "older than the pinned v8.3.2"),
         (
             ["mastodon", "--to", "v4.7.7", "--release-archive", "/nonexistent.tar.gz"],
             "no such file",
@@ -149,6 +150,34 @@ def test_no_secret_in_the_output(demo: Project, fake: Path) -> None:
     assert result.exit_code == 0
     for secret in all_secret_values(demo):
         assert secret not in result.output
+
+
+def test_peertube_upgrade_passes_its_own_checksum_setting_and_pins_it(
+    demo: Project, fake: Path, tmp_path: Path
+) -> None:
+    """PeerTube's role takes the zip's sha256 as bare hex in peertube_release_sha256 (its
+    registry says so), and upgrade.yml's PeerTube play is chosen by fedictl_upgrade_app."""
+    archive = tmp_path / "peertube-v8.3.3.zip"
+    archive.write_bytes(b"not really a zip")
+    digest = "cd" * 32
+    result = demo.invoke(
+        "upgrade", "peertube", "--to", "v8.3.3", "-i", str(demo.inventory()),
+        "--release-archive", str(archive), "--release-checksum", f"sha256:{digest}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    argv = json.loads(fake.read_text())["argv"]
+    assert argv[-1].endswith("playbooks/upgrade.yml") or "playbooks/upgrade.yml" in " ".join(argv)
+    extra = json.loads(argv[argv.index("--extra-vars") + 1])
+    assert extra == {
+        "fedictl_upgrade_app": "peertube",
+        "peertube_version": "v8.3.3",
+        "peertube_release_archive": str(archive.resolve()),
+        "peertube_release_sha256": digest,
+    }
+    pinned = demo.main_vars()["fedictl_apps"]["peertube"]
+    assert (pinned["version"], pinned["release_sha256"]) == ("v8.3.3", digest)
+    assert demo.main_vars()["fedictl_apps"]["mastodon"]["version"] == "v4.7.6"
+    assert demo.invoke("validate", "-i", str(demo.inventory())).exit_code == 0
 
 
 def test_pin_refuses_a_file_without_the_app_block(tmp_path: Path) -> None:

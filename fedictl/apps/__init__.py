@@ -111,6 +111,10 @@ class App:
     secrets: tuple[SecretSpec, ...] = ()
     secret_pairs: tuple[SecretPair, ...] = ()
     upgradable: bool = False  # `fedictl upgrade` knows its upgrade path
+    # The setting (and role variable suffix) holding a release archive's checksum, and whether it is
+    # written sha256:<hex> (else the bare 64 hex digits).
+    checksum_setting: str = "release_archive_checksum"
+    checksum_prefixed: bool = True
     version_pattern: str = VERSION_PATTERN  # the release tags validate accepts (as its role)
     text_checks: Mapping[str, TextEndpoint] = field(default_factory=dict)  # check -> endpoint
     checks: tuple[str, ...] = ()  # checks only this app has (fedictl check's names)

@@ -195,6 +195,9 @@ LINES = (
 
 APP = App(
     name=NAME,
+    upgradable=True,
+    checksum_setting="release_sha256",
+    checksum_prefixed=False,
     settings=Settings,
     software="peertube",
     health=TextEndpoint("/api/v1/ping", "pong"),
