@@ -489,7 +489,7 @@ def test_saved_answers_carry_what_the_checks_read(app: str) -> None:
     actor = saved(app, f"actor-{ACCOUNT[app]}.json")
     assert self_link["type"] == "application/activity+json" and self_link["href"] == actor["id"]
     assert actor["type"] == "Person" and actor["inbox"].startswith(actor["id"])
-    pinned = {"mastodon": "4.7.6", "peertube": "8.3.2", "pixelfed": "0.12.6"}[app]
+    pinned = {"mastodon": "4.7.6", "peertube": "8.3.2", "pixelfed": "0.14.4"}[app]
     assert nodeinfo["software"]["version"] == pinned
     if app == "mastodon":
         instance = saved(app, "instance-v2.json")

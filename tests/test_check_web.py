@@ -65,9 +65,9 @@ def test_every_instance_healthy_is_ok_and_exits_0(
     web = set(check.GROUPS["web"])
     assert checks == (
         {(MASTODON, c) for c in web}
-        # fedictl knows no release lines of Pixelfed yet: no "release" row for it.
+        # Every app has release lines now, so each gets a "release" row.
         | {(PEERTUBE, c) for c in web - {"streaming"}}
-        | {(PIXELFED, c) for c in web - {"streaming", "release"}}
+        | {(PIXELFED, c) for c in web - {"streaming"}}
     )
     assert all(r["status"] == "OK" and r["hint"] == "" for r in data["results"])
     results = by_check(data, MASTODON)
