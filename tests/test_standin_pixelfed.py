@@ -106,6 +106,9 @@ needs_php = pytest.mark.skipif(PHP is None, reason="php is not installed here (s
 
 
 def load_builder() -> ModuleType:
+    # As when it runs as a script: its directory holds the builders' shared module.
+    if str(BUILDER.parent) not in sys.path:
+        sys.path.insert(0, str(BUILDER.parent))
     spec = importlib.util.spec_from_file_location("build_pixelfed_standin", BUILDER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

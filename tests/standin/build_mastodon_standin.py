@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import os
 import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import standin_release
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "mastodon"
@@ -105,21 +106,6 @@ class Entry:
     target: str = ""
 
 
-def release_names(args: list[str]) -> list[str]:
-    """Normalise the VERSION arguments ("4.5.13" or "v4.5.13", "all") to release names."""
-    names: list[str] = []
-    for arg in args:
-        if arg == "all":
-            names.extend(RELEASES)
-            continue
-        name = arg if arg.startswith("v") else f"v{arg}"
-        if name not in RELEASES:
-            known = ", ".join(RELEASES)
-            raise SystemExit(f"unknown stand-in release {arg!r}; known: {known}, all")
-        names.append(name)
-    return list(dict.fromkeys(names))
-
-
 def collect(tree: Path, entries: dict[str, Entry]) -> None:
     """Add the files under tree, keeping their executable bit, replacing earlier entries."""
     for path in sorted(tree.rglob("*")):
@@ -187,13 +173,7 @@ def tar_bytes(entries: dict[str, Entry]) -> bytes:
 def build(name: str, out_dir: Path) -> Path:
     """Write mastodon-standin-<name>.tar.gz and its .sha256 into out_dir; return the archive."""
     data = tar_bytes(release_entries(name))
-    archive = out_dir / f"mastodon-standin-{name}.tar.gz"
-    tmp = archive.with_name(f".{archive.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(archive)
-    digest = hashlib.sha256(data).hexdigest()
-    archive.with_name(f"{archive.name}.sha256").write_text(f"{digest}  {archive.name}\n")
-    return archive
+    return standin_release.write_release(out_dir / f"mastodon-standin-{name}.tar.gz", data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, type=Path, help="directory for the archives")
     args = parser.parse_args(argv)
-    names = release_names(args.versions)
+    names = standin_release.release_names(args.versions, RELEASES, SystemExit)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         print(build(name, args.out))

@@ -22,7 +22,6 @@ Needs gpg (Debian's gnupg) for the signatures.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -34,6 +33,8 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import standin_release
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "peertube"
@@ -75,21 +76,6 @@ release cannot be downloaded. See tests/standin/peertube/README.md in the fedict
 
 class BuildError(Exception):
     """A build step failed; the message says which and why."""
-
-
-def release_names(args: list[str]) -> list[str]:
-    """Normalise the RELEASE arguments ("8.3.2" or "v8.3.2", "all") to release names."""
-    names: list[str] = []
-    for arg in args:
-        if arg == "all":
-            names.extend(RELEASES)
-            continue
-        name = arg if arg.startswith("v") else f"v{arg}"
-        if name not in RELEASES:
-            known = ", ".join(RELEASES)
-            raise BuildError(f"unknown stand-in release {arg!r}; known: {known}, all")
-        names.append(name)
-    return list(dict.fromkeys(names))
 
 
 def collect(tree: Path, files: dict[str, bytes]) -> None:
@@ -162,22 +148,10 @@ def zip_bytes(top: str, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def build_zip(name: str, out_dir: Path) -> Path:
     """Write peertube-standin-<name>.zip and its .sha256 into out_dir; return the zip."""
     data = zip_bytes(f"peertube-{name}", release_files(name))
-    archive = out_dir / f"peertube-standin-{name}.zip"
-    write_atomic(archive, data)
-    digest = hashlib.sha256(data).hexdigest()
-    write_atomic(
-        archive.with_name(f"{archive.name}.sha256"), f"{digest}  {archive.name}\n".encode()
-    )
-    return archive
+    return standin_release.write_release(out_dir / f"peertube-standin-{name}.zip", data)
 
 
 # ---- the throwaway signing key ---------------------------------------------------------------
@@ -234,8 +208,8 @@ def sign_all(out_dir: Path) -> str:
                 env,
             )
         key = gpg(["--armor", "--export", fpr], env)
-    write_atomic(out_dir / "signing-key.asc", key.encode())
-    write_atomic(out_dir / "signing-key.fingerprint", f"{fpr}\n".encode())
+    standin_release.write_atomic(out_dir / "signing-key.asc", key.encode())
+    standin_release.write_atomic(out_dir / "signing-key.fingerprint", f"{fpr}\n".encode())
     return fpr
 
 
@@ -249,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="directory for the zips")
     args = parser.parse_args(argv)
     try:
-        names = release_names(args.releases)
+        names = standin_release.release_names(args.releases, RELEASES, BuildError)
         args.out.mkdir(parents=True, exist_ok=True)
         archives = [build_zip(name, args.out) for name in names]
         sign_all(args.out)

@@ -28,6 +28,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import standin_release
+
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "pixelfed"
 
@@ -74,21 +76,6 @@ See tests/standin/pixelfed/README.md in the fedictl repository.
 
 class BuildError(Exception):
     """A build step failed; the message says which and why."""
-
-
-def release_names(args: list[str]) -> list[str]:
-    """Normalise the RELEASE arguments ("0.14.4" or "v0.14.4", "all") to release names."""
-    names: list[str] = []
-    for arg in args:
-        if arg == "all":
-            names.extend(RELEASES)
-            continue
-        name = arg if arg.startswith("v") else f"v{arg}"
-        if name not in RELEASES:
-            known = ", ".join(RELEASES)
-            raise BuildError(f"unknown stand-in release {arg!r}; known: {known}, all")
-        names.append(name)
-    return list(dict.fromkeys(names))
 
 
 def collect(tree: Path, files: dict[str, bytes]) -> None:
@@ -189,22 +176,10 @@ def tar_gz_bytes(top: str, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def build_archive(name: str, out_dir: Path) -> Path:
     """Write pixelfed-standin-<name>.tar.gz and its .sha256 into out_dir; return the archive."""
     data = tar_gz_bytes(f"pixelfed-{name}", release_files(name))
-    archive = out_dir / f"pixelfed-standin-{name}.tar.gz"
-    write_atomic(archive, data)
-    digest = hashlib.sha256(data).hexdigest()
-    write_atomic(
-        archive.with_name(f"{archive.name}.sha256"), f"{digest}  {archive.name}\n".encode()
-    )
-    return archive
+    return standin_release.write_release(out_dir / f"pixelfed-standin-{name}.tar.gz", data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="directory for the archives")
     args = parser.parse_args(argv)
     try:
-        names = release_names(args.releases)
+        names = standin_release.release_names(args.releases, RELEASES, BuildError)
         args.out.mkdir(parents=True, exist_ok=True)
         archives = [build_archive(name, args.out) for name in names]
     except BuildError as exc:
